@@ -1,0 +1,16 @@
+//! csi-provider-aws: a Secrets Store CSI driver provider for AWS Secrets Manager and SSM
+//! Parameter Store.
+#![forbid(unsafe_code)]
+
+pub mod class;
+pub mod secret;
+
+pub mod proto {
+    //! The driver's provider API (`v1alpha1`), generated from `proto/` by `build.rs`.
+    #![allow(clippy::all)]
+    tonic::include_proto!("v1alpha1");
+
+    /// Encoded descriptors of the provider API, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/provider_descriptor.bin"));
+}
