@@ -2,7 +2,9 @@
 //! Parameter Store.
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod class;
+pub mod render;
 pub mod secret;
 
 pub mod proto {

@@ -1,0 +1,212 @@
+//! A mount's fetches across its primary and optional failover region. Unlike ASCP, which asks
+//! both regions for every object, the failover region is asked only for objects whose
+//! primary fetch failed in a way another region may cure (server error, throttling, timeout,
+//! network); a client error (not found, access denied) fails with the primary's message.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{FetchError, FetchTarget, FetchedSecret, SecretRef, SecretStore};
+
+/// One object to fetch, with its name in the failover region when there is one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FetchItem {
+    pub primary: SecretRef,
+    pub failover: Option<SecretRef>,
+}
+
+/// Why an object could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchFailure {
+    #[error("{0}")]
+    Primary(FetchError),
+    #[error("{primary}; failover: {failover}")]
+    Both { primary: FetchError, failover: FetchError },
+}
+
+impl FetchFailure {
+    /// The primary region's error: it decides the status code.
+    pub fn primary(&self) -> &FetchError {
+        match self {
+            Self::Primary(e) | Self::Both { primary: e, .. } => e,
+        }
+    }
+}
+
+/// Fetches every item: each distinct ref once, primary region first, then the failover
+/// region for the items that need it.
+pub async fn fetch(
+    store: &dyn SecretStore,
+    primary: &FetchTarget,
+    failover: Option<&FetchTarget>,
+    items: &[FetchItem],
+) -> HashMap<FetchItem, Result<FetchedSecret, FetchFailure>> {
+    let refs: Vec<SecretRef> =
+        items.iter().map(|i| i.primary.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let first = store.fetch(primary, &refs).await;
+
+    let retry: Vec<SecretRef> = match failover {
+        Some(_) => items
+            .iter()
+            .filter(|i| matches!(first.get(&i.primary), Some(Err(e)) if e.class.is_transient()))
+            .filter_map(|i| i.failover.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    };
+    let second = match failover {
+        Some(target) if !retry.is_empty() => store.fetch(target, &retry).await,
+        _ => HashMap::new(),
+    };
+
+    items
+        .iter()
+        .map(|item| {
+            let primary_result = first
+                .get(&item.primary)
+                .cloned()
+                .unwrap_or_else(|| Err(missing(&item.primary, primary)));
+            let result = match primary_result {
+                Ok(value) => Ok(value),
+                Err(primary_error) => match item.failover.as_ref().and_then(|f| second.get(f)) {
+                    Some(Ok(value)) => Ok(value.clone()),
+                    Some(Err(failover_error)) => Err(FetchFailure::Both {
+                        primary: primary_error,
+                        failover: failover_error.clone(),
+                    }),
+                    None => Err(FetchFailure::Primary(primary_error)),
+                },
+            };
+            (item.clone(), result)
+        })
+        .collect()
+}
+
+/// A store that forgot a ref is a bug; report it rather than panic.
+fn missing(r: &SecretRef, target: &FetchTarget) -> FetchError {
+    FetchError {
+        what: r.to_string(),
+        object_type: r.object_type,
+        region: target.region.clone(),
+        class: super::ErrorClass::Server,
+        code: None,
+        message: "no result was produced for this object".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::aws::{ErrorClass, FetchResults};
+    use crate::class::ObjectType;
+    use crate::secret::SecretBytes;
+
+    /// Answers from a table of (region, name) -> outcome and records every call.
+    struct FakeStore {
+        outcomes: HashMap<(String, String), Result<&'static str, ErrorClass>>,
+        calls: Mutex<Vec<(String, Vec<String>)>>,
+    }
+
+    impl SecretStore for FakeStore {
+        fn fetch<'a>(&'a self, target: &'a FetchTarget, refs: &'a [SecretRef]) -> BoxFuture<'a, FetchResults> {
+            let names = refs.iter().map(|r| r.name.clone()).collect();
+            self.calls.lock().unwrap().push((target.region.clone(), names));
+            let results = refs
+                .iter()
+                .map(|r| {
+                    let outcome = self.outcomes.get(&(target.region.clone(), r.name.clone()));
+                    let result = match outcome {
+                        Some(Ok(value)) => Ok(FetchedSecret {
+                            value: SecretBytes::from(value.to_string()),
+                            version: format!("v-{}", target.region),
+                        }),
+                        Some(Err(class)) => Err(error(r, &target.region, *class)),
+                        None => Err(error(r, &target.region, ErrorClass::Client)),
+                    };
+                    (r.clone(), result)
+                })
+                .collect();
+            Box::pin(async move { results })
+        }
+    }
+
+    fn error(r: &SecretRef, region: &str, class: ErrorClass) -> FetchError {
+        FetchError {
+            what: r.to_string(),
+            object_type: r.object_type,
+            region: region.into(),
+            class,
+            code: None,
+            message: class.label().into(),
+        }
+    }
+
+    fn secret(name: &str) -> SecretRef {
+        SecretRef { object_type: ObjectType::SecretsManager, name: name.into(), version: None, version_label: None }
+    }
+
+    fn target(region: &str) -> FetchTarget {
+        let credentials = SharedCredentialsProvider::new(Credentials::for_tests());
+        FetchTarget { region: region.into(), credentials }
+    }
+
+    #[tokio::test]
+    async fn failover_only_for_transient_primary_errors() {
+        let outcomes = [
+            (("east", "ok"), Ok("1")),
+            (("east", "down"), Err(ErrorClass::Server)),
+            (("east", "slow"), Err(ErrorClass::Timeout)),
+            (("east", "throttled"), Err(ErrorClass::Throttled)),
+            (("east", "missing"), Err(ErrorClass::Client)),
+            (("west", "down"), Ok("2")),
+            (("west", "slow"), Err(ErrorClass::Network)),
+            (("west", "throttled"), Ok("3")),
+            (("west", "missing"), Ok("never asked")),
+        ];
+        let store = FakeStore {
+            outcomes: outcomes.into_iter().map(|((r, n), o)| ((r.into(), n.into()), o)).collect(),
+            calls: Mutex::default(),
+        };
+        let items: Vec<FetchItem> = ["ok", "down", "slow", "throttled", "missing"]
+            .iter()
+            .map(|n| FetchItem { primary: secret(n), failover: Some(secret(n)) })
+            .collect();
+        let results = fetch(&store, &target("east"), Some(&target("west")), &items).await;
+
+        let value = |n: &str| results[&items.iter().find(|i| i.primary.name == n).unwrap().clone()].clone();
+        assert_eq!(value("ok").unwrap().version, "v-east");
+        assert_eq!(value("down").unwrap().version, "v-west");
+        assert_eq!(value("throttled").unwrap().version, "v-west");
+        assert!(matches!(value("slow"), Err(FetchFailure::Both { .. })));
+        let missing = value("missing").unwrap_err();
+        assert!(matches!(missing, FetchFailure::Primary(_)), "{missing}");
+        assert_eq!(missing.primary().region, "east");
+
+        let calls = store.calls.lock().unwrap();
+        assert_eq!(calls.len(), 2);
+        let mut asked_west = calls[1].1.clone();
+        asked_west.sort();
+        assert_eq!((calls[1].0.as_str(), asked_west), ("west", vec!["down".into(), "slow".into(), "throttled".into()]));
+    }
+
+    #[tokio::test]
+    async fn identical_refs_are_fetched_once_and_no_failover_without_region() {
+        let store = FakeStore { outcomes: HashMap::new(), calls: Mutex::default() };
+        let items = vec![
+            FetchItem { primary: secret("a"), failover: None },
+            FetchItem { primary: secret("a"), failover: None },
+            FetchItem { primary: secret("b"), failover: None },
+        ];
+        let results = fetch(&store, &target("east"), None, &items).await;
+        assert_eq!(results.len(), 2);
+        let calls = store.calls.lock().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].1, vec!["a".to_string(), "b".to_string()]);
+    }
+}

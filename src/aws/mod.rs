@@ -1,0 +1,161 @@
+//! AWS Secrets Manager and Parameter Store: fetching the objects of a mount concurrently,
+//! with every error classified for failover and for the status the driver sees.
+
+mod error;
+pub mod failover;
+mod parameterstore;
+mod secretsmanager;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
+
+pub use error::{ErrorClass, FetchError, classify};
+
+use crate::class::ObjectType;
+use crate::secret::SecretBytes;
+
+/// One object version to fetch; also the key under which identical fetches are shared.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretRef {
+    pub object_type: ObjectType,
+    /// Name or ARN.
+    pub name: String,
+    /// Secrets Manager VersionId or Parameter Store version number.
+    pub version: Option<String>,
+    /// Secrets Manager VersionStage or Parameter Store label.
+    pub version_label: Option<String>,
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.object_type {
+            ObjectType::SecretsManager => "secret",
+            ObjectType::SsmParameter => "parameter",
+        };
+        write!(f, "{kind} {:?}", self.name)?;
+        if let Some(version) = &self.version {
+            write!(f, " version {version:?}")?;
+        }
+        if let Some(label) = &self.version_label {
+            write!(f, " label {label:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A fetched value with the version AWS reported for it.
+#[derive(Clone, Debug)]
+pub struct FetchedSecret {
+    pub value: SecretBytes,
+    /// Secrets Manager VersionId or Parameter Store version number.
+    pub version: String,
+}
+
+/// The outcome of fetching a set of objects: one result per requested ref.
+pub type FetchResults = HashMap<SecretRef, Result<FetchedSecret, FetchError>>;
+
+/// Where and as whom to fetch.
+#[derive(Clone, Debug)]
+pub struct FetchTarget {
+    pub region: String,
+    pub credentials: SharedCredentialsProvider,
+}
+
+/// A source of secrets: the real AWS, or a fake in tests.
+pub trait SecretStore: Send + Sync {
+    /// Fetches every ref (deduplicated by the caller) in one region, concurrently.
+    fn fetch<'a>(&'a self, target: &'a FetchTarget, refs: &'a [SecretRef]) -> BoxFuture<'a, FetchResults>;
+}
+
+/// How the provider talks to AWS.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    /// Overrides every service endpoint (otherwise `AWS_ENDPOINT_URL` and the SDK decide).
+    pub endpoint_url: Option<String>,
+    /// Appended to the user agent (`--eks-addon-version`).
+    pub app_version: Option<String>,
+    /// Limit for one HTTP attempt; the SDK retries throttling and 5xx within `call_timeout`.
+    pub attempt_timeout: Duration,
+    /// Limit for one API call including retries.
+    pub call_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// At most this many AWS requests in flight at once, across all mounts.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        Self {
+            endpoint_url: None,
+            app_version: None,
+            attempt_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(12),
+            connect_timeout: Duration::from_secs(3),
+            max_concurrent_requests: 64,
+        }
+    }
+}
+
+/// Loads the shared SDK configuration (HTTP client, timeouts, retries, FIPS and endpoint
+/// settings from the environment). Pod credentials and regions are set per call.
+pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(settings.connect_timeout)
+        .operation_attempt_timeout(settings.attempt_timeout)
+        .operation_timeout(settings.call_timeout)
+        .build();
+    let version = settings.app_version.clone().unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(RetryConfig::standard().with_max_attempts(3));
+    if let Ok(app_name) = aws_config::AppName::new(format!("csi-provider-aws-{version}")) {
+        loader = loader.app_name(app_name);
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// The real AWS: Secrets Manager GetSecretValue and SSM GetParameters.
+#[derive(Clone)]
+pub struct AwsStore {
+    sdk: SdkConfig,
+    /// Caps requests in flight so a node-wide mount storm stays within AWS quotas.
+    limiter: Arc<Semaphore>,
+}
+
+impl AwsStore {
+    pub fn new(sdk: SdkConfig, max_concurrent_requests: usize) -> Self {
+        Self { sdk, limiter: Arc::new(Semaphore::new(max_concurrent_requests.max(1))) }
+    }
+
+    /// The SDK configuration (for the default credentials chain).
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.sdk
+    }
+}
+
+impl SecretStore for AwsStore {
+    fn fetch<'a>(&'a self, target: &'a FetchTarget, refs: &'a [SecretRef]) -> BoxFuture<'a, FetchResults> {
+        Box::pin(async move {
+            let (secrets, parameters): (Vec<&SecretRef>, Vec<&SecretRef>) =
+                refs.iter().partition(|r| r.object_type == ObjectType::SecretsManager);
+            let (mut results, more) = futures::join!(
+                secretsmanager::fetch_all(&self.sdk, &self.limiter, target, &secrets),
+                parameterstore::fetch_all(&self.sdk, &self.limiter, target, &parameters),
+            );
+            results.extend(more);
+            results
+        })
+    }
+}

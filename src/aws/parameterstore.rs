@@ -1,0 +1,196 @@
+//! Parameter Store: GetParameters (decrypted) in batches of at most 10 names, all batches at
+//! once. A batch never holds the same parameter twice, so every result matches exactly one
+//! request even where the response's `Selector` is missing (moto leaves it empty).
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_ssm::Client;
+use aws_sdk_ssm::types::Parameter;
+use tokio::sync::Semaphore;
+
+use super::{ErrorClass, FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify};
+use crate::class::{Arn, ObjectType};
+use crate::secret::SecretBytes;
+
+/// GetParameters accepts at most this many names.
+const BATCH_SIZE: usize = 10;
+
+pub(super) async fn fetch_all(
+    sdk: &SdkConfig,
+    limiter: &Semaphore,
+    target: &FetchTarget,
+    refs: &[&SecretRef],
+) -> FetchResults {
+    if refs.is_empty() {
+        return FetchResults::new();
+    }
+    let config = aws_sdk_ssm::config::Builder::from(sdk)
+        .region(Region::new(target.region.clone()))
+        .credentials_provider(target.credentials.clone())
+        .build();
+    let client = Client::from_conf(config);
+    let batches = batches(refs);
+    let fetches = batches.iter().map(|batch| fetch_batch(&client, limiter, &target.region, batch));
+    futures::future::join_all(fetches).await.into_iter().flatten().collect()
+}
+
+/// Splits refs into batches of at most [`BATCH_SIZE`] with no parameter name twice in a batch.
+fn batches<'r>(refs: &[&'r SecretRef]) -> Vec<Vec<&'r SecretRef>> {
+    let mut batches: Vec<Vec<&SecretRef>> = Vec::new();
+    for r in refs {
+        let slot = batches
+            .iter_mut()
+            .find(|b| b.len() < BATCH_SIZE && b.iter().all(|other| other.name != r.name));
+        match slot {
+            Some(batch) => batch.push(r),
+            None => batches.push(vec![r]),
+        }
+    }
+    batches
+}
+
+/// The name as GetParameters takes it: `name:version` or `name:label` selects a version.
+fn selector_name(r: &SecretRef) -> String {
+    match (&r.version, &r.version_label) {
+        (Some(version), _) => format!("{}:{version}", r.name),
+        (None, Some(label)) => format!("{}:{label}", r.name),
+        (None, None) => r.name.clone(),
+    }
+}
+
+/// Whether a returned parameter is the one requested as `requested` (a name or an ARN).
+fn matches(requested: &str, parameter: &Parameter) -> bool {
+    let name = parameter.name().unwrap_or_default();
+    if requested == name || parameter.arn() == Some(requested) {
+        return true;
+    }
+    // An ARN's resource is "parameter/NAME" for "/NAME" and for "NAME" alike.
+    match Arn::parse(requested) {
+        Ok(arn) if Arn::looks_like(requested) => arn
+            .resource
+            .strip_prefix("parameter")
+            .is_some_and(|rest| rest.trim_start_matches('/') == name.trim_start_matches('/')),
+        _ => false,
+    }
+}
+
+async fn fetch_batch(
+    client: &Client,
+    limiter: &Semaphore,
+    region: &str,
+    batch: &[&SecretRef],
+) -> Vec<(SecretRef, Result<FetchedSecret, FetchError>)> {
+    let error = |r: &SecretRef, class, code: Option<String>, message: String| FetchError {
+        what: r.to_string(),
+        object_type: ObjectType::SsmParameter,
+        region: region.to_owned(),
+        class,
+        code,
+        message,
+    };
+    let fail_all = |class, code: Option<String>, message: String| {
+        batch
+            .iter()
+            .map(|r| ((*r).clone(), Err(error(r, class, code.clone(), message.clone()))))
+            .collect()
+    };
+    let Ok(_permit) = limiter.acquire().await else {
+        return fail_all(ErrorClass::Server, None, "the provider is shutting down".into());
+    };
+    let names: Vec<String> = batch.iter().map(|r| selector_name(r)).collect();
+    let output = match client
+        .get_parameters()
+        .set_names(Some(names.clone()))
+        .with_decryption(true)
+        .send()
+        .await
+    {
+        Ok(output) => output,
+        Err(e) => {
+            let (class, code, message) = classify(&e);
+            return fail_all(class, code, message);
+        }
+    };
+    let invalid = output.invalid_parameters.unwrap_or_default();
+    let mut parameters = output.parameters.unwrap_or_default();
+    batch
+        .iter()
+        .zip(&names)
+        .map(|(r, name)| {
+            let result = if invalid.iter().any(|i| i == name || i == &r.name) {
+                Err(error(
+                    r,
+                    ErrorClass::Client,
+                    Some("ParameterNotFound".into()),
+                    "not found (check the name, version or label, and that it exists in this \
+                     region)"
+                        .into(),
+                ))
+            } else if let Some(i) = parameters.iter().position(|p| matches(&r.name, p)) {
+                let p = parameters.swap_remove(i);
+                Ok(FetchedSecret {
+                    version: p.version.to_string(),
+                    value: SecretBytes::from(p.value.unwrap_or_default()),
+                })
+            } else {
+                Err(error(
+                    r,
+                    ErrorClass::Server,
+                    None,
+                    "AWS returned neither the parameter nor an error for it".into(),
+                ))
+            };
+            ((*r).clone(), result)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(name: &str, version: Option<&str>, label: Option<&str>) -> SecretRef {
+        SecretRef {
+            object_type: ObjectType::SsmParameter,
+            name: name.into(),
+            version: version.map(str::to_owned),
+            version_label: label.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn batches_hold_ten_distinct_names() {
+        let mut refs: Vec<SecretRef> = (0..23).map(|i| param(&format!("p{i}"), None, None)).collect();
+        refs.push(param("p0", Some("1"), None));
+        refs.push(param("p0", None, Some("prod")));
+        let borrowed: Vec<&SecretRef> = refs.iter().collect();
+        let batches = batches(&borrowed);
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 4, 1]);
+        for batch in &batches {
+            let mut names: Vec<&str> = batch.iter().map(|r| r.name.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), batch.len(), "a name repeats within a batch");
+        }
+    }
+
+    #[test]
+    fn selectors() {
+        assert_eq!(selector_name(&param("/a", None, None)), "/a");
+        assert_eq!(selector_name(&param("/a", Some("3"), None)), "/a:3");
+        assert_eq!(selector_name(&param("/a", None, Some("prod"))), "/a:prod");
+    }
+
+    #[test]
+    fn results_match_by_name_arn_or_arn_resource() {
+        let p = Parameter::builder()
+            .name("/app/db")
+            .arn("arn:aws:ssm:us-east-1:1:parameter/app/db")
+            .build();
+        assert!(matches("/app/db", &p));
+        assert!(matches("arn:aws:ssm:us-east-1:1:parameter/app/db", &p));
+        assert!(!matches("/app/dbx", &p));
+        let plain = Parameter::builder().name("plain").build();
+        assert!(matches("arn:aws:ssm:us-east-1:1:parameter/plain", &plain));
+        assert!(!matches("arn:aws:ssm:us-east-1:1:parameter/other", &plain));
+    }
+}

@@ -1,0 +1,75 @@
+//! Secrets Manager: one GetSecretValue per secret, all of a mount's secrets at once.
+//! (BatchGetSecretValue cannot select versions and needs an extra IAM permission that
+//! ASCP's users do not grant, so concurrency is how a mount costs one round trip.)
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_secretsmanager::Client;
+use tokio::sync::Semaphore;
+
+use super::{FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify};
+use crate::class::ObjectType;
+use crate::secret::SecretBytes;
+
+pub(super) async fn fetch_all(
+    sdk: &SdkConfig,
+    limiter: &Semaphore,
+    target: &FetchTarget,
+    refs: &[&SecretRef],
+) -> FetchResults {
+    if refs.is_empty() {
+        return FetchResults::new();
+    }
+    let config = aws_sdk_secretsmanager::config::Builder::from(sdk)
+        .region(Region::new(target.region.clone()))
+        .credentials_provider(target.credentials.clone())
+        .build();
+    let client = Client::from_conf(config);
+    let fetches = refs.iter().map(|r| {
+        let client = &client;
+        async move { ((*r).clone(), fetch_one(client, limiter, &target.region, r).await) }
+    });
+    futures::future::join_all(fetches).await.into_iter().collect()
+}
+
+async fn fetch_one(
+    client: &Client,
+    limiter: &Semaphore,
+    region: &str,
+    secret: &SecretRef,
+) -> Result<FetchedSecret, FetchError> {
+    let error = |class, code, message| FetchError {
+        what: secret.to_string(),
+        object_type: ObjectType::SecretsManager,
+        region: region.to_owned(),
+        class,
+        code,
+        message,
+    };
+    let _permit = limiter.acquire().await.map_err(|_| {
+        error(super::ErrorClass::Server, None, "the provider is shutting down".into())
+    })?;
+    let output = client
+        .get_secret_value()
+        .secret_id(&secret.name)
+        .set_version_id(secret.version.clone())
+        .set_version_stage(secret.version_label.clone())
+        .send()
+        .await
+        .map_err(|e| {
+            let (class, code, message) = classify(&e);
+            error(class, code, message)
+        })?;
+    let version = output.version_id().unwrap_or_default().to_owned();
+    let value = match (output.secret_string, output.secret_binary) {
+        (Some(text), _) => SecretBytes::from(text),
+        (None, Some(blob)) => SecretBytes::from(blob.into_inner()),
+        (None, None) => {
+            return Err(error(
+                super::ErrorClass::Server,
+                None,
+                "AWS returned neither SecretString nor SecretBinary".into(),
+            ));
+        }
+    };
+    Ok(FetchedSecret { value, version })
+}
