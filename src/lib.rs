@@ -3,9 +3,18 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod check;
 pub mod class;
+pub mod cli;
+pub mod identity;
+pub mod metrics;
+pub mod mount;
 pub mod render;
+pub mod request;
 pub mod secret;
+pub mod server;
+pub mod telemetry;
+pub mod write;
 
 pub mod proto {
     //! The driver's provider API (`v1alpha1`), generated from `proto/` by `build.rs`.

@@ -1,1 +1,129 @@
-fn main(){}
+//! The `csi-provider-aws` binary: flags -> configuration -> telemetry -> server.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use csi_provider_aws::aws::{AwsSettings, AwsStore, load_sdk_config};
+use csi_provider_aws::cli::{Cli, Command, ServeArgs};
+use csi_provider_aws::identity::ProviderCredentials;
+use csi_provider_aws::metrics::{self, Metrics};
+use csi_provider_aws::mount::{MountSettings, Mounter};
+use csi_provider_aws::{check, server, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_go_style(std::env::args_os());
+    match cli.command {
+        Some(Command::Check { file, region }) => run_check(&file, region.as_deref()),
+        None => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(serve(cli.serve)),
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run_check(file: &std::path::Path, region: Option<&str>) -> ExitCode {
+    let text = if file.as_os_str() == OsString::from("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let text = match text {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match check::check(&text, region) {
+        Ok(reports) => {
+            print!("{}", check::format(&reports));
+            if reports.iter().any(|r| !r.problems.is_empty()) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    telemetry::init(args.log_format());
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting csi-provider-aws");
+    tracing::info!(
+        "pods' tokens come from the CSIDriver's tokenRequests (audiences sts.amazonaws.com, \
+         pods.eks.amazonaws.com)"
+    );
+
+    let settings = AwsSettings {
+        app_version: Some(args.eks_addon_version.clone()).filter(|v| !v.is_empty()),
+        call_timeout: args.aws_timeout,
+        ..AwsSettings::default()
+    };
+    let sdk = load_sdk_config(&settings).await;
+    let default_region = std::env::var("AWS_REGION").ok().filter(|r| !r.trim().is_empty());
+    let store = AwsStore::new(sdk.clone(), settings.max_concurrent_requests);
+    let credentials = ProviderCredentials(sdk.credentials_provider());
+    let mount_settings = MountSettings {
+        driver_writes_secrets: args.driver_writes_secrets,
+        default_region,
+        max_objects: args.max_objects,
+        ..MountSettings::default()
+    };
+    let mounter = Arc::new(Mounter::new(mount_settings, Arc::new(store), Arc::new(credentials)));
+    let metrics = Arc::new(Metrics::new());
+
+    let metrics_listener = match metrics::bind(args.metrics_addr).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Ok(addr) = metrics_listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
+    tokio::spawn(metrics::serve(metrics_listener, metrics.clone()));
+
+    let socket = args.provider_volume.join(server::SOCKET_NAME);
+    let listener = match server::bind(&socket) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server::run(listener, &socket, mounter, metrics, shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGTERM (the kubelet stopping the pod) or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+    }
+}

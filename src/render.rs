@@ -4,7 +4,7 @@
 use jmespath::Variable;
 
 use crate::aws::FetchedSecret;
-use crate::class::{SecretObject, SecretProviderClass};
+use crate::class::SecretProviderClass;
 use crate::secret::SecretBytes;
 
 /// One file of the mount.
@@ -60,14 +60,10 @@ pub enum RenderError {
     Evaluation { object: String, path: String, file: String },
 }
 
-/// Renders every object of the class; `value_of` returns the fetched value of an object.
-pub fn render<'a>(
-    class: &'a SecretProviderClass,
-    mut value_of: impl FnMut(&'a SecretObject) -> &'a FetchedSecret,
-) -> Result<Rendered, RenderError> {
+/// Renders every object of the class; `values[i]` is the fetched value of `class.objects[i]`.
+pub fn render(class: &SecretProviderClass, values: &[FetchedSecret]) -> Result<Rendered, RenderError> {
     let mut out = Rendered::default();
-    for object in &class.objects {
-        let fetched = value_of(object);
+    for (object, fetched) in class.objects.iter().zip(values) {
         out.push(&object.file, object.mode, fetched.value.clone(), &fetched.version);
         if object.jmes_path.is_empty() {
             continue;
@@ -134,7 +130,7 @@ mod tests {
              - {path: empty, objectAlias: e}",
         );
         let value = fetched(JSON);
-        let rendered = render(&class, |_| &value).unwrap();
+        let rendered = render(&class, std::slice::from_ref(&value)).unwrap();
         let files: Vec<(&str, u32, &[u8])> =
             rendered.files.iter().map(|f| (f.path.as_str(), f.mode, f.contents.expose())).collect();
         assert_eq!(
@@ -165,7 +161,7 @@ mod tests {
                 "- objectName: db\n  objectType: secretsmanager\n  jmesPath: [{{path: '{path}', objectAlias: out}}]"
             ));
             let value = fetched(value);
-            let err = render(&class, |_| &value).unwrap_err().to_string();
+            let err = render(&class, std::slice::from_ref(&value)).unwrap_err().to_string();
             assert!(err.contains(want), "{path}: {err}");
             assert!(err.contains("\"db\""), "{err} should name the object");
             assert!(!err.contains("admin"), "{err} leaks the value");
@@ -176,7 +172,7 @@ mod tests {
     fn binary_values_pass_through_untouched() {
         let class = class("- {objectName: bin, objectType: secretsmanager}");
         let value = FetchedSecret { value: SecretBytes::new(vec![0, 159, 146, 150]), version: "v9".into() };
-        let rendered = render(&class, |_| &value).unwrap();
+        let rendered = render(&class, std::slice::from_ref(&value)).unwrap();
         assert_eq!(rendered.files[0].contents.expose(), &[0, 159, 146, 150]);
         assert_eq!(rendered.versions[0], FileVersion { id: "bin".into(), version: "v9".into() });
     }

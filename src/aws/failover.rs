@@ -83,7 +83,7 @@ pub async fn fetch(
 }
 
 /// A store that forgot a ref is a bug; report it rather than panic.
-fn missing(r: &SecretRef, target: &FetchTarget) -> FetchError {
+pub fn missing(r: &SecretRef, target: &FetchTarget) -> FetchError {
     FetchError {
         what: r.to_string(),
         object_type: r.object_type,

@@ -1,0 +1,236 @@
+//! `csi-provider-aws check FILE`: validates SecretProviderClasses offline, with the same
+//! rules a mount applies, and prints the files each would produce or every problem found.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use crate::class::{Parameters, SecretProviderClass};
+
+/// The driver's default file mode (`permission` "420").
+const DEFAULT_MODE: u32 = 0o644;
+
+/// What checking one SecretProviderClass found.
+#[derive(Debug)]
+pub struct ClassReport {
+    pub name: String,
+    pub files: Vec<String>,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Checks every SecretProviderClass in `text` (a manifest, or just an `objects` list).
+pub fn check(text: &str, region: Option<&str>) -> Result<Vec<ClassReport>, String> {
+    let mut reports = Vec::new();
+    let mut documents = 0;
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value = Value::deserialize(document).map_err(|e| format!("not valid YAML: {e}"))?;
+        documents += 1;
+        match &value {
+            Value::Mapping(map) if map.get("kind").and_then(Value::as_str) == Some("SecretProviderClass") => {
+                reports.push(check_manifest(&value, region));
+            }
+            Value::Sequence(_) if documents == 1 => {
+                let params = Parameters { objects: Some(text.to_owned()), ..Parameters::default() };
+                reports.push(check_parameters("objects", &params, region, &[]));
+            }
+            _ => {}
+        }
+    }
+    if reports.is_empty() {
+        return Err("found no SecretProviderClass (kind: SecretProviderClass) and no objects list".into());
+    }
+    Ok(reports)
+}
+
+/// Renders reports as the command prints them.
+pub fn format(reports: &[ClassReport]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        if report.problems.is_empty() {
+            let _ = writeln!(out, "{}: OK, {} file(s)", report.name, report.files.len());
+            for file in &report.files {
+                let _ = writeln!(out, "  {file}");
+            }
+        } else {
+            let _ = writeln!(out, "{}: {} problem(s)", report.name, report.problems.len());
+            for problem in &report.problems {
+                let _ = writeln!(out, "  error: {problem}");
+            }
+        }
+        for warning in &report.warnings {
+            let _ = writeln!(out, "  warning: {warning}");
+        }
+    }
+    out
+}
+
+fn check_manifest(manifest: &Value, region: Option<&str>) -> ClassReport {
+    let name = manifest
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>");
+    let label = format!("SecretProviderClass {name:?}");
+    let spec = manifest.get("spec");
+    let mut problems = Vec::new();
+    match spec.and_then(|s| s.get("provider")).and_then(Value::as_str) {
+        Some("aws") => {}
+        Some(other) => problems.push(format!("spec.provider is {other:?}: it must be \"aws\" to reach this provider")),
+        None => problems.push("spec.provider is missing: set it to \"aws\"".into()),
+    }
+    let mut raw = BTreeMap::new();
+    if let Some(Value::Mapping(parameters)) = spec.and_then(|s| s.get("parameters")) {
+        for (key, value) in parameters {
+            let key = key.as_str().unwrap_or_default().to_owned();
+            match value {
+                Value::String(s) => {
+                    raw.insert(key, s.clone());
+                }
+                _ => problems.push(format!(
+                    "spec.parameters.{key} must be a string (Kubernetes rejects other types): quote it"
+                )),
+            }
+        }
+    }
+    let params: Parameters = serde_json::from_value(serde_json::to_value(&raw).unwrap_or_default())
+        .unwrap_or_default();
+    let synced = synced_files(spec);
+    let mut report = check_parameters(&label, &params, region, &synced);
+    problems.append(&mut report.problems);
+    report.problems = problems;
+    report
+}
+
+/// `spec.secretObjects[i].data[j].objectName`: files synced to Kubernetes Secrets.
+fn synced_files(spec: Option<&Value>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(Value::Sequence(objects)) = spec.and_then(|s| s.get("secretObjects")) else { return out };
+    for (i, object) in objects.iter().enumerate() {
+        let Some(Value::Sequence(data)) = object.get("data") else { continue };
+        for (j, entry) in data.iter().enumerate() {
+            if let Some(name) = entry.get("objectName").and_then(Value::as_str) {
+                out.push((format!("spec.secretObjects[{i}].data[{j}].objectName"), name.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn check_parameters(label: &str, params: &Parameters, region: Option<&str>, synced: &[(String, String)]) -> ClassReport {
+    let mut report =
+        ClassReport { name: label.to_owned(), files: Vec::new(), problems: Vec::new(), warnings: Vec::new() };
+    let class = match SecretProviderClass::parse(params, DEFAULT_MODE) {
+        Ok(class) => class,
+        Err(e) => {
+            report.problems = e.problems;
+            return report;
+        }
+    };
+    report.warnings.clone_from(&class.warnings);
+    match class.region.as_deref().or(region) {
+        Some(region) => {
+            if let Err(e) = class.check_regions(region) {
+                report.problems.extend(e.problems);
+            }
+        }
+        None if class.objects.iter().any(|o| o.arn.is_some()) => report.warnings.push(
+            "no region set: ARN regions were not checked (pass --region, or the provider's \
+             AWS_REGION / the node's region applies at mount time)"
+                .into(),
+        ),
+        None => {}
+    }
+    for object in &class.objects {
+        let mut selector = String::new();
+        if let Some(v) = &object.version {
+            let _ = write!(selector, " version {v}");
+        }
+        if let Some(l) = &object.version_label {
+            let _ = write!(selector, " label {l}");
+        }
+        report.files.push(format!("{}  {:04o}  {} {:?}{selector}", object.file, object.mode, object.object_type, object.name));
+        for entry in &object.jmes_path {
+            report.files.push(format!("{}  {:04o}  jmesPath {:?} of {:?}", entry.file, entry.mode, entry.path, object.name));
+        }
+    }
+    let files: Vec<&str> = class.files().map(|(f, _)| f).collect();
+    for (place, name) in synced {
+        if !files.contains(&name.as_str()) {
+            report.problems.push(format!(
+                "{place} {name:?} matches no mounted file; use one of: {}",
+                files.join(", ")
+            ));
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata:
+  name: web
+spec:
+  provider: aws
+  secretObjects:
+    - secretName: web
+      type: Opaque
+      data:
+        - {objectName: user, key: username}
+  parameters:
+    region: us-east-1
+    objects: |
+      - objectName: prod/db
+        objectType: secretsmanager
+        jmesPath:
+          - {path: username, objectAlias: user}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other}
+"#;
+
+    #[test]
+    fn lists_the_files_of_a_valid_manifest() {
+        let reports = check(MANIFEST, None).unwrap();
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].problems.is_empty(), "{:?}", reports[0].problems);
+        let text = format(&reports);
+        assert!(text.contains("SecretProviderClass \"web\": OK, 2 file(s)"), "{text}");
+        assert!(text.contains("prod_db  0644  secretsmanager \"prod/db\""), "{text}");
+        assert!(text.contains("user  0644  jmesPath \"username\""), "{text}");
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let broken = MANIFEST
+            .replace("provider: aws", "provider: azure")
+            .replace("objectName: user", "objectName: usr")
+            .replace("objectType: secretsmanager", "objectType: secretmanager");
+        let reports = check(&broken, None).unwrap();
+        let problems = reports[0].problems.join("\n");
+        assert!(problems.contains("spec.provider is \"azure\""), "{problems}");
+        assert!(problems.contains("objectType \"secretmanager\" is unknown"), "{problems}");
+
+        let unsynced = MANIFEST.replace("objectName: user", "objectName: usr");
+        let problems = check(&unsynced, None).unwrap()[0].problems.join("\n");
+        assert!(problems.contains("\"usr\" matches no mounted file; use one of: prod_db, user"), "{problems}");
+    }
+
+    #[test]
+    fn accepts_a_bare_objects_list_and_checks_arn_regions() {
+        let list = "- objectName: arn:aws:secretsmanager:us-west-2:1:secret:x\n";
+        assert!(check(list, Some("us-west-2")).unwrap()[0].problems.is_empty());
+        let reports = check(list, Some("us-east-1")).unwrap();
+        assert!(reports[0].problems[0].contains("does not match"), "{:?}", reports[0].problems);
+        assert!(check("kind: Pod\n", None).is_err());
+        assert!(check(":\n  - [", None).is_err());
+    }
+}

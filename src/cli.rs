@@ -1,0 +1,260 @@
+//! Command-line flags. ASCP's flags keep their names and meanings (`--provider-volume`,
+//! `--driver-writes-secrets`, `--qps`, `--burst`, `--eks-addon-version`,
+//! `--pod-identity-http-timeout`, `--log-format-json`), Go spellings included: `-flag`,
+//! `--flag=value`, and bare boolean flags.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// Secrets Store CSI driver provider for AWS Secrets Manager and SSM Parameter Store.
+#[derive(Debug, Parser)]
+#[command(name = "csi-provider-aws", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a SecretProviderClass offline and print the files it would mount.
+    ///
+    /// FILE is a Kubernetes manifest (one or more YAML documents; every SecretProviderClass
+    /// in it is checked) or just the `objects` list. Exits 1 when a problem is found.
+    Check {
+        /// The manifest, or `-` for standard input.
+        file: PathBuf,
+        /// Region to check ARNs against when the class sets none.
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of the provider server (the default command).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for the provider socket `aws.sock`, where the CSI driver looks for providers.
+    #[arg(long, value_name = "DIR", default_value = "/var/run/secrets-store-csi-providers")]
+    pub provider_volume: PathBuf,
+
+    /// Return the files to the driver, which writes them, instead of writing them under the
+    /// pod's target path. Accepts `--driver-writes-secrets` or `=true|false`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub driver_writes_secrets: bool,
+
+    /// Queries per second to the Kubernetes API server (service account, pod and node
+    /// lookups).
+    #[arg(long, default_value_t = 5)]
+    pub qps: u32,
+
+    /// Burst of queries to the Kubernetes API server above --qps.
+    #[arg(long, default_value_t = 10)]
+    pub burst: u32,
+
+    /// EKS add-on version, appended to the AWS user agent.
+    #[arg(long, value_name = "VERSION", default_value = "")]
+    pub eks_addon_version: String,
+
+    /// Timeout of each request to the EKS Pod Identity agent, as a Go duration (`250ms`,
+    /// `2s`). Empty means the default, 1s.
+    #[arg(long, value_name = "DURATION", value_parser = optional_go_duration)]
+    pub pod_identity_http_timeout: Option<OptionalDuration>,
+
+    /// Address of the HTTP listener for /metrics, /healthz and /readyz (port 0 picks one).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8989")]
+    pub metrics_addr: SocketAddr,
+
+    /// EKS Pod Identity agent endpoint over IPv4.
+    #[arg(long, value_name = "URL", default_value = "http://169.254.170.23/v1/credentials")]
+    pub pod_identity_agent_ipv4_endpoint: String,
+
+    /// EKS Pod Identity agent endpoint over IPv6.
+    #[arg(long, value_name = "URL", default_value = "http://[fd00:ec2::23]/v1/credentials")]
+    pub pod_identity_agent_ipv6_endpoint: String,
+
+    /// Log format; the level comes from RUST_LOG (default `info`).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// ASCP's spelling of `--log-format json`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub log_format_json: bool,
+
+    /// Most objects one SecretProviderClass may mount.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub max_objects: usize,
+
+    /// Limit for one AWS API call, retries included, as a Go duration.
+    #[arg(long, value_name = "DURATION", default_value = "12s", value_parser = go_duration)]
+    pub aws_timeout: Duration,
+}
+
+impl ServeArgs {
+    pub fn log_format(&self) -> LogFormat {
+        if self.log_format_json { LogFormat::Json } else { self.log_format }
+    }
+}
+
+/// A duration flag that may be given empty (meaning "the default").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalDuration(pub Option<Duration>);
+
+impl Cli {
+    /// Parses arguments, first turning Go's single-dash long flags (`-qps=5`) into `--qps=5`.
+    pub fn parse_go_style(args: impl IntoIterator<Item = OsString>) -> Self {
+        let command = Self::command();
+        let long_names: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .collect();
+        let args = args.into_iter().enumerate().map(|(i, arg)| {
+            let Some(text) = arg.to_str().filter(|_| i > 0) else { return arg };
+            let name = text.strip_prefix('-').filter(|rest| !rest.starts_with('-'));
+            match name.map(|n| n.split('=').next().unwrap_or(n)) {
+                Some(n) if n.len() > 1 && long_names.iter().any(|l| l == n) => OsString::from(format!("-{text}")),
+                _ => arg,
+            }
+        });
+        Self::parse_from(args)
+    }
+}
+
+/// Parses a boolean as Go's `strconv.ParseBool` does.
+pub fn go_bool(value: &str) -> Result<bool, String> {
+    crate::class::parse_go_bool(value)
+        .ok_or_else(|| format!("{value:?} is not a boolean (use true or false)"))
+}
+
+fn optional_go_duration(value: &str) -> Result<OptionalDuration, String> {
+    if value.trim().is_empty() {
+        return Ok(OptionalDuration(None));
+    }
+    go_duration(value).map(|d| OptionalDuration(Some(d)))
+}
+
+/// Parses a positive Go duration such as `250ms`, `1.5s` or `1m30s`.
+pub fn go_duration(value: &str) -> Result<Duration, String> {
+    let bad = || format!("{value:?} is not a duration: use a Go duration such as 250ms, 2s or 1m30s");
+    let mut rest = value.trim();
+    if rest.is_empty() || rest.starts_with('-') {
+        return Err(bad());
+    }
+    rest = rest.strip_prefix('+').unwrap_or(rest);
+    if rest == "0" {
+        return Err(format!("{value:?} must be longer than zero"));
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let (number, tail) = rest.split_at(number_len);
+        let amount: f64 = number.parse().map_err(|_| bad())?;
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let seconds = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += amount * seconds;
+        rest = tail;
+    }
+    if total <= 0.0 || !total.is_finite() || total > 1e9 {
+        return Err(format!("{value:?} must be longer than zero and reasonable"));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::parse_go_style(std::iter::once("csi-provider-aws").chain(args.iter().copied()).map(OsString::from))
+    }
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("250ms", Duration::from_millis(250)),
+            ("2s", Duration::from_secs(2)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("1m30s", Duration::from_secs(90)),
+            ("1h", Duration::from_secs(3600)),
+            ("100us", Duration::from_micros(100)),
+            ("100µs", Duration::from_micros(100)),
+        ];
+        for (input, want) in ok {
+            assert_eq!(go_duration(input), Ok(want), "{input}");
+        }
+        for input in ["", "5", "-1s", "1x", "ms", "0", "1.2.3s", "0s"] {
+            assert!(go_duration(input).is_err(), "{input} should be rejected");
+        }
+    }
+
+    #[test]
+    fn ascp_flags_and_spellings() {
+        let cli = parse(&[
+            "--provider-volume=/p",
+            "--driver-writes-secrets",
+            "--qps=20",
+            "-burst=30",
+            "--eks-addon-version=v1.2.3-eksbuild.1",
+            "--pod-identity-http-timeout=250ms",
+        ]);
+        let s = &cli.serve;
+        assert_eq!(s.provider_volume, PathBuf::from("/p"));
+        assert!(s.driver_writes_secrets);
+        assert_eq!((s.qps, s.burst), (20, 30));
+        assert_eq!(s.eks_addon_version, "v1.2.3-eksbuild.1");
+        assert_eq!(s.pod_identity_http_timeout, Some(OptionalDuration(Some(Duration::from_millis(250)))));
+
+        for (flag, want) in [
+            ("--driver-writes-secrets=true", true),
+            ("--driver-writes-secrets=false", false),
+            ("--driver-writes-secrets=1", true),
+            ("-driver-writes-secrets=False", false),
+        ] {
+            assert_eq!(parse(&[flag]).serve.driver_writes_secrets, want, "{flag}");
+        }
+        assert!(!parse(&[]).serve.driver_writes_secrets);
+        assert_eq!(parse(&["--pod-identity-http-timeout="]).serve.pod_identity_http_timeout, Some(OptionalDuration(None)));
+        assert_eq!(parse(&["--log-format-json"]).serve.log_format(), LogFormat::Json);
+        assert_eq!(parse(&["--log-format", "json"]).serve.log_format(), LogFormat::Json);
+        assert_eq!(parse(&["--metrics-addr=127.0.0.1:0"]).serve.metrics_addr.port(), 0);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let args = |a: &[&str]| {
+            Cli::try_parse_from(std::iter::once("csi-provider-aws").chain(a.iter().copied())).map(|_| ())
+        };
+        assert!(args(&["--pod-identity-http-timeout=soon"]).is_err());
+        assert!(args(&["--driver-writes-secrets=maybe"]).is_err());
+        assert!(args(&["--qps=-1"]).is_err());
+        assert!(args(&["--metrics-addr=nowhere"]).is_err());
+    }
+
+    #[test]
+    fn check_subcommand() {
+        let cli = parse(&["check", "spc.yaml", "--region", "us-east-1"]);
+        assert!(matches!(cli.command, Some(Command::Check { .. })));
+    }
+}

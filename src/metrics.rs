@@ -1,0 +1,139 @@
+//! Prometheus metrics and the health endpoints, served over plain HTTP on `--metrics-addr`:
+//! `/metrics`, `/healthz` (the process is alive) and `/readyz` (the socket is serving).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MountLabels {
+    result: &'static str,
+    error: &'static str,
+}
+
+/// The provider's metrics and readiness.
+pub struct Metrics {
+    registry: Registry,
+    mounts: Family<MountLabels, Counter>,
+    mount_duration: Histogram,
+    in_flight: Gauge,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("csi_provider_aws");
+        let mounts = Family::<MountLabels, Counter>::default();
+        registry.register("mounts", "Mount calls by result and error class", mounts.clone());
+        let mount_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register("mount_duration_seconds", "Time to serve a Mount call", mount_duration.clone());
+        let in_flight = Gauge::default();
+        registry.register("mounts_in_flight", "Mount calls being served", in_flight.clone());
+        Self { registry, mounts, mount_duration, in_flight, ready: AtomicBool::new(false) }
+    }
+
+    /// Counts a mount as in flight until the guard drops.
+    pub fn mount_started(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Records a finished mount: `Err` carries the error class label.
+    pub fn mount_finished(&self, result: Result<(), &'static str>, elapsed: Duration) {
+        let labels = match result {
+            Ok(()) => MountLabels { result: "success", error: "" },
+            Err(class) => MountLabels { result: "error", error: class },
+        };
+        self.mounts.get_or_create(&labels).inc();
+        self.mount_duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements the in-flight gauge when dropped (also when a mount is cancelled).
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Binds the metrics listener (port 0 picks a free port; see the returned address).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let metrics = metrics.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &metrics)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics.encode(),
+        ),
+        (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        (&Method::GET, "/readyz") if metrics.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+        (&Method::GET, "/readyz") => {
+            (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not serving the socket\n".to_owned())
+        }
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".to_owned()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+    }
+    response
+}

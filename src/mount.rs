@@ -1,0 +1,314 @@
+//! One Mount, start to end: request -> SecretProviderClass -> region -> credentials ->
+//! fetch (all objects at once) -> render -> files for the driver, or written atomically.
+
+use std::sync::Arc;
+
+use tonic::{Code, Status};
+
+use crate::aws::failover::{self, FetchFailure, FetchItem};
+use crate::aws::{FetchTarget, SecretRef, SecretStore};
+use crate::class::{ClassError, SecretObject, SecretProviderClass};
+use crate::identity::{CredentialSource, IdentityError};
+use crate::proto;
+use crate::render::{self, RenderError, Rendered};
+use crate::request::{MountInput, Pod, RequestError};
+use crate::write::{self, WriteError};
+
+/// The object version returned when a class has no objects: the driver fails a mount whose
+/// response has no object versions at all (ASCP issue 529).
+pub const NO_OBJECTS_ID: &str = "csi-provider-aws:no-objects";
+
+/// Mount behaviour fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct MountSettings {
+    /// Return files to the driver instead of writing them.
+    pub driver_writes_secrets: bool,
+    /// The provider's `AWS_REGION`, used when the class names no region.
+    pub default_region: Option<String>,
+    /// Cap on the total bytes of a mount's files (the driver receives at most 4 MiB).
+    pub max_response_bytes: usize,
+    /// Cap on objects per SecretProviderClass.
+    pub max_objects: usize,
+}
+
+impl Default for MountSettings {
+    fn default() -> Self {
+        Self {
+            driver_writes_secrets: false,
+            default_region: None,
+            max_response_bytes: 3 * 1024 * 1024 + 512 * 1024,
+            max_objects: 500,
+        }
+    }
+}
+
+/// Why a mount failed; each variant says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Class(#[from] ClassError),
+    #[error(
+        "no AWS region for this mount: set `region` in the SecretProviderClass parameters, or \
+         AWS_REGION in the provider's environment"
+    )]
+    NoRegion,
+    #[error(
+        "the SecretProviderClass has {count} objects; the limit is {limit} (raise --max-objects \
+         or split the class)"
+    )]
+    TooManyObjects { count: usize, limit: usize },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("{}", fetch_message(.failures, *.total))]
+    Fetch { failures: Vec<FetchFailure>, total: usize },
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(
+        "the mount's files total {size} bytes, over the limit of {limit} bytes (the driver \
+         accepts at most 4 MiB per mount): mount fewer or smaller objects, or split them \
+         across SecretProviderClasses"
+    )]
+    TooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+impl MountError {
+    /// The gRPC code the driver sees (it ends up in the pod's events with the message).
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Request(_) | Self::Class(_) | Self::NoRegion | Self::Render(_) => Code::InvalidArgument,
+            Self::TooManyObjects { .. } => Code::InvalidArgument,
+            Self::TooLarge { .. } => Code::ResourceExhausted,
+            Self::Identity(_) => Code::PermissionDenied,
+            Self::Fetch { failures, .. } => failures.first().map_or(Code::Internal, fetch_code),
+            Self::Write(_) => Code::Internal,
+        }
+    }
+
+    /// A short, bounded label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Request(_) => "bad_request",
+            Self::Class(_) => "invalid_class",
+            Self::NoRegion => "no_region",
+            Self::TooManyObjects { .. } => "too_many_objects",
+            Self::Identity(_) => "identity",
+            Self::Fetch { failures, .. } => match failures.first().map(|f| f.primary().class) {
+                Some(class) if class.is_transient() => "aws_unavailable",
+                _ => match failures.first().map(fetch_code) {
+                    Some(Code::NotFound) => "not_found",
+                    Some(Code::PermissionDenied) => "access_denied",
+                    _ => "aws_client_error",
+                },
+            },
+            Self::Render(_) => "render",
+            Self::TooLarge { .. } => "too_large",
+            Self::Write(_) => "write",
+        }
+    }
+}
+
+impl From<MountError> for Status {
+    fn from(err: MountError) -> Self {
+        Status::new(err.code(), err.to_string())
+    }
+}
+
+const NOT_FOUND_CODES: &[&str] =
+    &["ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelNotFound"];
+const DENIED_CODES: &[&str] = &[
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "DecryptionFailure",
+    "KMSAccessDeniedException",
+    "InvalidKeyId",
+];
+
+fn fetch_code(failure: &FetchFailure) -> Code {
+    let error = failure.primary();
+    if error.class.is_transient() {
+        return Code::Unavailable;
+    }
+    match error.code.as_deref() {
+        Some(code) if NOT_FOUND_CODES.contains(&code) => Code::NotFound,
+        Some(code) if DENIED_CODES.contains(&code) => Code::PermissionDenied,
+        _ => Code::InvalidArgument,
+    }
+}
+
+fn fetch_hint(code: Code) -> &'static str {
+    match code {
+        Code::NotFound => "check objectName, objectVersion/objectVersionLabel and the region",
+        Code::PermissionDenied => {
+            "allow the pod's IAM role secretsmanager:GetSecretValue / ssm:GetParameters on it \
+             (and kms:Decrypt for a customer-managed key)"
+        }
+        Code::Unavailable => "AWS did not answer in time or failed; the driver retries the mount",
+        _ => "check the object's settings",
+    }
+}
+
+fn fetch_message(failures: &[FetchFailure], total: usize) -> String {
+    const SHOWN: usize = 5;
+    let mut text = format!("failed to fetch {} of {total} objects: ", failures.len());
+    let details: Vec<String> = failures
+        .iter()
+        .take(SHOWN)
+        .map(|f| format!("{f} ({})", fetch_hint(fetch_code(f))))
+        .collect();
+    text.push_str(&details.join("; "));
+    if failures.len() > SHOWN {
+        text.push_str(&format!("; and {} more", failures.len() - SHOWN));
+    }
+    text
+}
+
+/// What a successful mount did, for the caller's log line.
+#[derive(Debug)]
+pub struct MountOutcome {
+    pub response: proto::MountResponse,
+    pub objects: usize,
+    pub files: usize,
+    pub bytes: usize,
+}
+
+/// Performs mounts; shared by all connections.
+pub struct Mounter {
+    settings: MountSettings,
+    store: Arc<dyn SecretStore>,
+    credentials: Arc<dyn CredentialSource>,
+}
+
+impl Mounter {
+    pub fn new(
+        settings: MountSettings,
+        store: Arc<dyn SecretStore>,
+        credentials: Arc<dyn CredentialSource>,
+    ) -> Self {
+        Self { settings, store, credentials }
+    }
+
+    pub fn settings(&self) -> &MountSettings {
+        &self.settings
+    }
+
+    /// Serves one Mount; `input` is the decoded request.
+    pub async fn mount(&self, input: MountInput) -> Result<MountOutcome, MountError> {
+        let class = SecretProviderClass::parse(&input.parameters, input.default_mode)?;
+        if class.objects.len() > self.settings.max_objects {
+            return Err(MountError::TooManyObjects {
+                count: class.objects.len(),
+                limit: self.settings.max_objects,
+            });
+        }
+        for warning in &class.warnings {
+            tracing::warn!(class = %input.class_name, namespace = %input.pod.namespace, "{warning}");
+        }
+        let rendered = if class.objects.is_empty() {
+            Rendered::default()
+        } else {
+            self.fetch_and_render(&class, &input.pod).await?
+        };
+        let size = rendered.size();
+        if size > self.settings.max_response_bytes {
+            return Err(MountError::TooLarge { size, limit: self.settings.max_response_bytes });
+        }
+        Ok(self.finish(input, class.objects.len(), rendered).await?)
+    }
+
+    async fn fetch_and_render(&self, class: &SecretProviderClass, pod: &Pod) -> Result<Rendered, MountError> {
+        let region = class
+            .region
+            .clone()
+            .or_else(|| self.settings.default_region.clone())
+            .ok_or(MountError::NoRegion)?;
+        class.check_regions(&region)?;
+        let credentials = self.credentials.credentials(pod, class.auth, &region).await?;
+        let primary = FetchTarget { region: region.clone(), credentials: credentials.clone() };
+        let failover_target = class
+            .failover_region
+            .as_ref()
+            .map(|r| FetchTarget { region: r.clone(), credentials: credentials.clone() });
+
+        let items: Vec<FetchItem> = class.objects.iter().map(|o| fetch_item(o, class)).collect();
+        let mut results = failover::fetch(self.store.as_ref(), &primary, failover_target.as_ref(), &items).await;
+
+        // One value per object, in class order; identical objects share one fetch.
+        let mut values = Vec::with_capacity(items.len());
+        let mut failures = Vec::new();
+        for item in &items {
+            match results.get(item) {
+                Some(Ok(value)) => values.push(value.clone()),
+                Some(Err(failure)) => {
+                    if !failures.contains(failure) {
+                        failures.push(failure.clone());
+                    }
+                }
+                None => failures.push(FetchFailure::Primary(failover::missing(&item.primary, &primary))),
+            }
+        }
+        results.clear();
+        if !failures.is_empty() {
+            return Err(MountError::Fetch { failures, total: class.objects.len() });
+        }
+        Ok(render::render(class, &values)?)
+    }
+
+    async fn finish(&self, input: MountInput, objects: usize, rendered: Rendered) -> Result<MountOutcome, MountError> {
+        let mut object_version: Vec<proto::ObjectVersion> = rendered
+            .versions
+            .iter()
+            .map(|v| proto::ObjectVersion { id: v.id.clone(), version: v.version.clone() })
+            .collect();
+        if object_version.is_empty() {
+            object_version.push(proto::ObjectVersion { id: NO_OBJECTS_ID.into(), version: "0".into() });
+        }
+        let bytes = rendered.size();
+        let file_count = rendered.files.len();
+        let files = if self.settings.driver_writes_secrets {
+            rendered
+                .files
+                .into_iter()
+                .map(|f| proto::File { path: f.path, mode: f.mode as i32, contents: f.contents.into_vec() })
+                .collect()
+        } else {
+            let target = input.target_path.clone();
+            tokio::task::spawn_blocking(move || write::write_all(&target, &rendered.files))
+                .await
+                .map_err(|e| {
+                    WriteError::Io { path: String::new(), source: std::io::Error::other(e.to_string()) }
+                })??;
+            Vec::new()
+        };
+        Ok(MountOutcome {
+            response: proto::MountResponse { object_version, error: None, files },
+            objects,
+            files: file_count,
+            bytes,
+        })
+    }
+}
+
+/// What to fetch for an object, in its primary and failover regions.
+fn fetch_item(object: &SecretObject, class: &SecretProviderClass) -> FetchItem {
+    let primary = SecretRef {
+        object_type: object.object_type,
+        name: object.name.clone(),
+        version: object.version.clone(),
+        version_label: object.version_label.clone(),
+    };
+    let failover = class
+        .failover_region
+        .as_deref()
+        .map(|region| SecretRef { name: object.name_in_failover(region), ..primary.clone() });
+    FetchItem { primary, failover }
+}

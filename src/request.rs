@@ -1,0 +1,186 @@
+//! The driver's MountRequest, decoded into typed values: the SecretProviderClass parameters,
+//! the pod it is for, the default file mode and the target directory. Pure.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::class::Parameters;
+use crate::proto;
+use crate::secret::SecretString;
+
+/// The volume-context keys the driver adds to the class parameters.
+pub const POD_NAME: &str = "csi.storage.k8s.io/pod.name";
+pub const POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
+pub const POD_UID: &str = "csi.storage.k8s.io/pod.uid";
+pub const SERVICE_ACCOUNT: &str = "csi.storage.k8s.io/serviceAccount.name";
+pub const TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
+
+/// `MountRequest.attributes`: class parameters overlaid with the volume context.
+#[derive(Debug, Default, Deserialize)]
+pub struct Attributes {
+    #[serde(flatten)]
+    pub parameters: Parameters,
+    #[serde(default, rename = "csi.storage.k8s.io/pod.name")]
+    pub pod_name: Option<String>,
+    #[serde(default, rename = "csi.storage.k8s.io/pod.namespace")]
+    pub pod_namespace: Option<String>,
+    #[serde(default, rename = "csi.storage.k8s.io/pod.uid")]
+    pub pod_uid: Option<String>,
+    #[serde(default, rename = "csi.storage.k8s.io/serviceAccount.name")]
+    pub service_account: Option<String>,
+    #[serde(default, rename = "csi.storage.k8s.io/serviceAccount.tokens")]
+    pub tokens: Option<SecretString>,
+    #[serde(default, rename = "secretProviderClass")]
+    pub secret_provider_class: Option<String>,
+}
+
+/// Who the mount is for (for credentials, lookups and logs).
+#[derive(Debug, Clone, Default)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub service_account: String,
+    /// `serviceAccount.tokens` JSON, from the attributes or `MountRequest.secrets`.
+    pub tokens: Option<SecretString>,
+}
+
+/// A decoded MountRequest.
+#[derive(Debug)]
+pub struct MountInput {
+    pub parameters: Parameters,
+    pub pod: Pod,
+    pub class_name: String,
+    pub default_mode: u32,
+    pub target_path: PathBuf,
+}
+
+/// A request the driver should never send; says which field is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("MountRequest.attributes is not a JSON object of strings: {0}")]
+    Attributes(String),
+    #[error("MountRequest.target_path is empty")]
+    NoTargetPath,
+    #[error(
+        "MountRequest.permission {0:?} is not a file mode: expected the decimal JSON number of a \
+         mode from 0 to 511, such as \"420\" for 0644"
+    )]
+    Permission(String),
+}
+
+impl MountInput {
+    pub fn parse(req: &proto::MountRequest) -> Result<Self, RequestError> {
+        if req.target_path.trim().is_empty() {
+            return Err(RequestError::NoTargetPath);
+        }
+        let attributes: Attributes = serde_json::from_str(&req.attributes)
+            .map_err(|e| RequestError::Attributes(e.to_string()))?;
+        let default_mode = parse_permission(&req.permission)?;
+        // Kubernetes >= 1.35 may pass the tokens with the node-publish secrets instead.
+        let tokens = attributes.tokens.filter(|t| !t.is_empty()).or_else(|| token_from_secrets(&req.secrets));
+        let text = |v: Option<String>| v.unwrap_or_default();
+        Ok(Self {
+            parameters: attributes.parameters,
+            pod: Pod {
+                namespace: text(attributes.pod_namespace),
+                name: text(attributes.pod_name),
+                uid: text(attributes.pod_uid),
+                service_account: text(attributes.service_account),
+                tokens,
+            },
+            class_name: text(attributes.secret_provider_class),
+            default_mode,
+            target_path: PathBuf::from(&req.target_path),
+        })
+    }
+}
+
+/// The driver sends the default mode as the JSON of a decimal number ("420" = 0644).
+pub fn parse_permission(value: &str) -> Result<u32, RequestError> {
+    match serde_json::from_str::<u32>(value.trim()) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(RequestError::Permission(value.chars().take(32).collect())),
+    }
+}
+
+fn token_from_secrets(secrets: &str) -> Option<SecretString> {
+    if secrets.trim().is_empty() {
+        return None;
+    }
+    let mut map: BTreeMap<String, SecretString> = serde_json::from_str(secrets).ok()?;
+    map.remove(TOKENS).filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(attributes: &str, permission: &str, target: &str) -> proto::MountRequest {
+        proto::MountRequest {
+            attributes: attributes.into(),
+            permission: permission.into(),
+            target_path: target.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn decodes_parameters_and_volume_context() {
+        let attributes = serde_json::json!({
+            "objects": "- objectName: x",
+            "region": "us-east-1",
+            "usePodIdentity": "true",
+            POD_NAME: "web-0",
+            POD_NAMESPACE: "shop",
+            POD_UID: "123",
+            SERVICE_ACCOUNT: "web",
+            TOKENS: "{\"sts.amazonaws.com\":{\"token\":\"t\"}}",
+            "secretProviderClass": "web-secrets",
+            "providerName": "aws",
+        });
+        let input = MountInput::parse(&request(&attributes.to_string(), "420", "/t")).unwrap();
+        assert_eq!(input.parameters.region.as_deref(), Some("us-east-1"));
+        assert_eq!(input.parameters.use_pod_identity.as_deref(), Some("true"));
+        assert_eq!(input.pod.namespace, "shop");
+        assert_eq!(input.pod.service_account, "web");
+        assert_eq!(input.class_name, "web-secrets");
+        assert_eq!(input.default_mode, 0o644);
+        assert!(input.pod.tokens.unwrap().expose().contains("sts.amazonaws.com"));
+    }
+
+    #[test]
+    fn tokens_may_come_from_the_secrets_field() {
+        let mut req = request("{}", "420", "/t");
+        req.secrets = serde_json::json!({ TOKENS: "{}" }).to_string();
+        assert_eq!(MountInput::parse(&req).unwrap().pod.tokens.unwrap().expose(), "{}");
+    }
+
+    #[test]
+    fn malformed_requests() {
+        let cases = [
+            (request("not json", "420", "/t"), "attributes is not a JSON object"),
+            (request("{\"region\": 1}", "420", "/t"), "attributes is not a JSON object"),
+            (request("[]", "420", "/t"), "attributes is not a JSON object"),
+            (request("{}", "420", ""), "target_path is empty"),
+            (request("{}", "", "/t"), "permission \"\""),
+            (request("{}", "\"420\"", "/t"), "permission"),
+            (request("{}", "-1", "/t"), "permission"),
+            (request("{}", "512", "/t"), "permission \"512\""),
+            (request("{}", "4.5", "/t"), "permission"),
+        ];
+        for (req, want) in cases {
+            let err = MountInput::parse(&req).unwrap_err().to_string();
+            assert!(err.contains(want), "{req:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn permission_values() {
+        assert_eq!(parse_permission("420"), Ok(0o644));
+        assert_eq!(parse_permission("0"), Ok(0));
+        assert_eq!(parse_permission(" 511 "), Ok(0o777));
+    }
+}
