@@ -114,7 +114,10 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
         .operation_timeout(settings.call_timeout)
         .build();
     let version = settings.app_version.clone().unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+    // Every client gets its region per mount; a fixed one here keeps the loader from asking
+    // the EC2 metadata service for a region at start-up.
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
         .timeout_config(timeouts)
         .retry_config(RetryConfig::standard().with_max_attempts(3));
     if let Ok(app_name) = aws_config::AppName::new(format!("csi-provider-aws-{version}")) {

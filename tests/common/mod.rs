@@ -1,0 +1,353 @@
+//! Test fixtures shared by the integration tests: a real moto server for AWS, the provider
+//! serving on a real Unix socket, a gRPC client speaking to it like the CSI driver, and a
+//! latency-adding TCP proxy.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use csi_provider_aws::aws::{AwsSettings, AwsStore, load_sdk_config};
+use csi_provider_aws::identity::ProviderCredentials;
+use csi_provider_aws::metrics::Metrics;
+use csi_provider_aws::mount::{MountSettings, Mounter};
+use csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient;
+use csi_provider_aws::proto::{MountRequest, MountResponse};
+use csi_provider_aws::server;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tonic::transport::{Channel, Endpoint};
+
+/// A moto server shared by the tests of one test binary: `MOTO_URL` if set, else one started
+/// here (it exits when this test process does).
+pub fn moto_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var("MOTO_URL") {
+            return url;
+        }
+        let port = free_port();
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        // A watcher shell kills moto when this test process is gone, so no server outlives
+        // the tests (and no pipe is held open past them).
+        let script = format!(
+            "{python} -m moto.server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+             while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; kill $m",
+            pid = std::process::id()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto (pip install 'moto[server]')");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not start on port {port}; is moto[server] installed?");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        url
+    })
+}
+
+pub fn free_port() -> u16 {
+    StdTcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn test_credentials() -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(Credentials::new("testing", "testing", None, None, "tests"))
+}
+
+async fn sdk_config(region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(moto_url())
+        .credentials_provider(test_credentials())
+        .load()
+        .await
+}
+
+/// A Secrets Manager client on moto, for seeding test data.
+pub async fn secrets_manager(region: &str) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&sdk_config(region).await)
+}
+
+/// A Parameter Store client on moto, for seeding test data.
+pub async fn ssm(region: &str) -> aws_sdk_ssm::Client {
+    aws_sdk_ssm::Client::new(&sdk_config(region).await)
+}
+
+/// Creates a string secret and returns (ARN, VersionId).
+pub async fn create_secret(region: &str, name: &str, value: &str) -> (String, String) {
+    let out = secrets_manager(region).await.create_secret().name(name).secret_string(value).send().await.unwrap();
+    (out.arn.unwrap(), out.version_id.unwrap())
+}
+
+/// Creates or overwrites a parameter and returns its version.
+pub async fn put_parameter(region: &str, name: &str, value: &str, kind: aws_sdk_ssm::types::ParameterType) -> i64 {
+    ssm(region).await.put_parameter().name(name).value(value).r#type(kind).overwrite(true).send().await.unwrap().version
+}
+
+/// How to start a provider for a test.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub driver_writes_secrets: bool,
+    pub default_region: Option<String>,
+    /// Where the provider sends AWS calls (moto by default; a proxy for fault tests).
+    pub endpoint: Option<String>,
+    pub call_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { driver_writes_secrets: true, default_region: None, endpoint: None, call_timeout: Duration::from_secs(12) }
+    }
+}
+
+/// The provider serving on a Unix socket in a temp directory, in this process.
+pub struct Provider {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub metrics: Arc<Metrics>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Provider {
+    pub async fn start(options: Options) -> Self {
+        let settings = AwsSettings {
+            endpoint_url: Some(options.endpoint.clone().unwrap_or_else(|| moto_url().to_owned())),
+            call_timeout: options.call_timeout,
+            attempt_timeout: options.call_timeout.min(Duration::from_secs(5)),
+            ..AwsSettings::default()
+        };
+        let sdk = load_sdk_config(&settings).await;
+        let store = AwsStore::new(sdk, settings.max_concurrent_requests);
+        let mount_settings = MountSettings {
+            driver_writes_secrets: options.driver_writes_secrets,
+            default_region: options.default_region.clone(),
+            ..MountSettings::default()
+        };
+        let credentials = ProviderCredentials(Some(test_credentials()));
+        let mounter = Arc::new(Mounter::new(mount_settings, Arc::new(store), Arc::new(credentials)));
+        let metrics = Arc::new(Metrics::new());
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("aws.sock");
+        let listener = server::bind(&socket).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let path = socket.clone();
+        let m = metrics.clone();
+        let task = tokio::spawn(async move {
+            server::run(listener, &path, mounter, m, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self { dir, socket, metrics, stop: Some(stop), task: Some(task) }
+    }
+
+    /// A client that talks to the socket like the driver (authority `localhost`).
+    pub async fn client(&self) -> CsiDriverProviderClient<Channel> {
+        CsiDriverProviderClient::new(channel(&self.socket).await)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// A gRPC channel over the Unix socket at `path`.
+pub async fn channel(path: &Path) -> Channel {
+    let path = path.to_owned();
+    Endpoint::try_from("http://localhost")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .unwrap()
+}
+
+/// The volume context the driver adds to every mount.
+pub fn pod_context() -> serde_json::Map<String, serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    for (k, v) in [
+        ("csi.storage.k8s.io/pod.name", "web-0"),
+        ("csi.storage.k8s.io/pod.namespace", "shop"),
+        ("csi.storage.k8s.io/pod.uid", "0b1e6a9c-9d0d-4d53-a0f6-b3b5a6b0b001"),
+        ("csi.storage.k8s.io/serviceAccount.name", "web"),
+        ("secretProviderClass", "web-secrets"),
+        ("providerName", "aws"),
+    ] {
+        map.insert(k.into(), v.into());
+    }
+    map
+}
+
+/// A MountRequest shaped like the driver's: class parameters overlaid with the pod context.
+pub fn mount_request(parameters: &[(&str, &str)], target: &Path) -> MountRequest {
+    let mut attributes = pod_context();
+    for (k, v) in parameters {
+        attributes.insert((*k).into(), (*v).into());
+    }
+    MountRequest {
+        attributes: serde_json::Value::Object(attributes).to_string(),
+        secrets: "{}".into(),
+        target_path: target.display().to_string(),
+        permission: "420".into(),
+        current_object_version: Vec::new(),
+    }
+}
+
+/// Files of a driver-writes response as (path, mode, contents).
+pub fn files(response: &MountResponse) -> Vec<(String, i32, String)> {
+    let mut out: Vec<_> = response
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.mode, String::from_utf8_lossy(&f.contents).into_owned()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Object versions of a response as sorted (id, version).
+pub fn versions(response: &MountResponse) -> Vec<(String, String)> {
+    let mut out: Vec<_> = response.object_version.iter().map(|v| (v.id.clone(), v.version.clone())).collect();
+    out.sort();
+    out
+}
+
+/// A TCP proxy that delays each chunk by `one_way` in each direction (so a request/response
+/// exchange costs about 2 x one_way more) and counts the HTTP requests it forwards.
+pub struct LatencyProxy {
+    pub addr: SocketAddr,
+    stats: Arc<Stats>,
+}
+
+/// What the proxy saw: requests forwarded, and how many were awaiting answers at once.
+#[derive(Default)]
+struct Stats {
+    requests: AtomicUsize,
+    outstanding: AtomicUsize,
+    max_outstanding: AtomicUsize,
+}
+
+impl LatencyProxy {
+    pub async fn start(upstream: &str, one_way: Duration) -> Self {
+        let upstream: SocketAddr = upstream.trim_start_matches("http://").parse().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = Arc::new(Stats::default());
+        let shared = stats.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let stats = shared.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else { return };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::join!(
+                        pump(cr, sw, one_way, Direction::Request, stats.clone()),
+                        pump(sr, cw, one_way, Direction::Response, stats)
+                    );
+                });
+            }
+        });
+        Self { addr, stats }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.stats.requests.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were awaiting their responses at the same time.
+    pub fn max_outstanding(&self) -> usize {
+        self.stats.max_outstanding.load(Ordering::SeqCst)
+    }
+
+    pub fn reset_max_outstanding(&self) {
+        self.stats.max_outstanding.store(0, Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Request,
+    Response,
+}
+
+/// Forwards bytes from `from` to `to`, each chunk delivered `delay` after it arrived (so
+/// chunks pipeline like on a real link instead of adding up).
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+    direction: Direction,
+    stats: Arc<Stats>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = &buf[..n];
+            match direction {
+                // A chunk starting with the method starts a request; one starting with the
+                // status line starts its response (HTTP/1.1, no pipelining).
+                Direction::Request if chunk.starts_with(b"POST ") || chunk.starts_with(b"GET ") => {
+                    stats.requests.fetch_add(1, Ordering::SeqCst);
+                    let now = stats.outstanding.fetch_add(1, Ordering::SeqCst) + 1;
+                    stats.max_outstanding.fetch_max(now, Ordering::SeqCst);
+                }
+                Direction::Response if chunk.starts_with(b"HTTP/") => {
+                    stats.outstanding.fetch_sub(1, Ordering::SeqCst);
+                }
+                _ => {}
+            }
+            if tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
