@@ -68,17 +68,16 @@ pub fn format(reports: &[ClassReport]) -> String {
 }
 
 fn check_manifest(manifest: &Value, region: Option<&str>) -> ClassReport {
-    let name = manifest
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("<unnamed>");
+    let name =
+        manifest.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<unnamed>");
     let label = format!("SecretProviderClass {name:?}");
     let spec = manifest.get("spec");
     let mut problems = Vec::new();
     match spec.and_then(|s| s.get("provider")).and_then(Value::as_str) {
         Some("aws") => {}
-        Some(other) => problems.push(format!("spec.provider is {other:?}: it must be \"aws\" to reach this provider")),
+        Some(other) => {
+            problems.push(format!("spec.provider is {other:?}: it must be \"aws\" to reach this provider"))
+        }
         None => problems.push("spec.provider is missing: set it to \"aws\"".into()),
     }
     let mut raw = BTreeMap::new();
@@ -95,8 +94,8 @@ fn check_manifest(manifest: &Value, region: Option<&str>) -> ClassReport {
             }
         }
     }
-    let params: Parameters = serde_json::from_value(serde_json::to_value(&raw).unwrap_or_default())
-        .unwrap_or_default();
+    let params: Parameters =
+        serde_json::from_value(serde_json::to_value(&raw).unwrap_or_default()).unwrap_or_default();
     let synced = synced_files(spec);
     let mut report = check_parameters(&label, &params, region, &synced);
     problems.append(&mut report.problems);
@@ -119,7 +118,12 @@ fn synced_files(spec: Option<&Value>) -> Vec<(String, String)> {
     out
 }
 
-fn check_parameters(label: &str, params: &Parameters, region: Option<&str>, synced: &[(String, String)]) -> ClassReport {
+fn check_parameters(
+    label: &str,
+    params: &Parameters,
+    region: Option<&str>,
+    synced: &[(String, String)],
+) -> ClassReport {
     let mut report =
         ClassReport { name: label.to_owned(), files: Vec::new(), problems: Vec::new(), warnings: Vec::new() };
     let class = match SecretProviderClass::parse(params, DEFAULT_MODE) {
@@ -151,18 +155,23 @@ fn check_parameters(label: &str, params: &Parameters, region: Option<&str>, sync
         if let Some(l) = &object.version_label {
             let _ = write!(selector, " label {l}");
         }
-        report.files.push(format!("{}  {:04o}  {} {:?}{selector}", object.file, object.mode, object.object_type, object.name));
+        report.files.push(format!(
+            "{}  {:04o}  {} {:?}{selector}",
+            object.file, object.mode, object.object_type, object.name
+        ));
         for entry in &object.jmes_path {
-            report.files.push(format!("{}  {:04o}  jmesPath {:?} of {:?}", entry.file, entry.mode, entry.path, object.name));
+            report.files.push(format!(
+                "{}  {:04o}  jmesPath {:?} of {:?}",
+                entry.file, entry.mode, entry.path, object.name
+            ));
         }
     }
     let files: Vec<&str> = class.files().map(|(f, _)| f).collect();
     for (place, name) in synced {
         if !files.contains(&name.as_str()) {
-            report.problems.push(format!(
-                "{place} {name:?} matches no mounted file; use one of: {}",
-                files.join(", ")
-            ));
+            report
+                .problems
+                .push(format!("{place} {name:?} matches no mounted file; use one of: {}", files.join(", ")));
         }
     }
     report
@@ -221,7 +230,10 @@ metadata: {name: other}
 
         let unsynced = MANIFEST.replace("objectName: user", "objectName: usr");
         let problems = check(&unsynced, None).unwrap()[0].problems.join("\n");
-        assert!(problems.contains("\"usr\" matches no mounted file; use one of: prod_db, user"), "{problems}");
+        assert!(
+            problems.contains("\"usr\" matches no mounted file; use one of: prod_db, user"),
+            "{problems}"
+        );
     }
 
     #[test]

@@ -33,6 +33,31 @@ pub enum Command {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Act as the CSI driver against a running provider: mount a SecretProviderClass into a
+    /// directory (for debugging on a node).
+    Mount {
+        /// The provider's socket.
+        #[arg(long, default_value = "/var/run/secrets-store-csi-providers/aws.sock")]
+        socket: PathBuf,
+        /// A manifest holding the SecretProviderClass.
+        #[arg(long, value_name = "FILE")]
+        spc: PathBuf,
+        /// Directory to mount into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        target: PathBuf,
+        /// Pod name to present.
+        #[arg(long, default_value = "debug")]
+        pod: String,
+        /// Pod namespace to present.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Service account to present.
+        #[arg(long, default_value = "default")]
+        service_account: String,
+        /// `serviceAccount.tokens` JSON to pass, as the driver's tokenRequests would.
+        #[arg(long, value_name = "JSON")]
+        tokens: Option<String>,
+    },
 }
 
 /// How logs are written.
@@ -117,15 +142,15 @@ impl Cli {
     /// Parses arguments, first turning Go's single-dash long flags (`-qps=5`) into `--qps=5`.
     pub fn parse_go_style(args: impl IntoIterator<Item = OsString>) -> Self {
         let command = Self::command();
-        let long_names: Vec<String> = command
-            .get_arguments()
-            .filter_map(|a| a.get_long().map(str::to_owned))
-            .collect();
+        let long_names: Vec<String> =
+            command.get_arguments().filter_map(|a| a.get_long().map(str::to_owned)).collect();
         let args = args.into_iter().enumerate().map(|(i, arg)| {
             let Some(text) = arg.to_str().filter(|_| i > 0) else { return arg };
             let name = text.strip_prefix('-').filter(|rest| !rest.starts_with('-'));
             match name.map(|n| n.split('=').next().unwrap_or(n)) {
-                Some(n) if n.len() > 1 && long_names.iter().any(|l| l == n) => OsString::from(format!("-{text}")),
+                Some(n) if n.len() > 1 && long_names.iter().any(|l| l == n) => {
+                    OsString::from(format!("-{text}"))
+                }
                 _ => arg,
             }
         });
@@ -187,7 +212,9 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Cli {
-        Cli::parse_go_style(std::iter::once("csi-provider-aws").chain(args.iter().copied()).map(OsString::from))
+        Cli::parse_go_style(
+            std::iter::once("csi-provider-aws").chain(args.iter().copied()).map(OsString::from),
+        )
     }
 
     #[test]
@@ -235,7 +262,10 @@ mod tests {
             assert_eq!(parse(&[flag]).serve.driver_writes_secrets, want, "{flag}");
         }
         assert!(!parse(&[]).serve.driver_writes_secrets);
-        assert_eq!(parse(&["--pod-identity-http-timeout="]).serve.pod_identity_http_timeout, Some(OptionalDuration(None)));
+        assert_eq!(
+            parse(&["--pod-identity-http-timeout="]).serve.pod_identity_http_timeout,
+            Some(OptionalDuration(None))
+        );
         assert_eq!(parse(&["--log-format-json"]).serve.log_format(), LogFormat::Json);
         assert_eq!(parse(&["--log-format", "json"]).serve.log_format(), LogFormat::Json);
         assert_eq!(parse(&["--metrics-addr=127.0.0.1:0"]).serve.metrics_addr.port(), 0);

@@ -6,6 +6,7 @@ pub mod aws;
 pub mod check;
 pub mod class;
 pub mod cli;
+pub mod client;
 pub mod identity;
 pub mod metrics;
 pub mod mount;

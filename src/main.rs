@@ -1,6 +1,5 @@
 //! The `csi-provider-aws` binary: flags -> configuration -> telemetry -> server.
 
-use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,12 +8,26 @@ use csi_provider_aws::cli::{Cli, Command, ServeArgs};
 use csi_provider_aws::identity::ProviderCredentials;
 use csi_provider_aws::metrics::{self, Metrics};
 use csi_provider_aws::mount::{MountSettings, Mounter};
-use csi_provider_aws::{check, server, telemetry};
+use csi_provider_aws::{check, client, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_go_style(std::env::args_os());
     match cli.command {
         Some(Command::Check { file, region }) => run_check(&file, region.as_deref()),
+        Some(Command::Mount { socket, spc, target, pod, namespace, service_account, tokens }) => {
+            let args = client::MountArgs { socket, spc, target, pod, namespace, service_account, tokens };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match runtime.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(client::mount(&args))) {
+                Ok(summary) => {
+                    print!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
             match runtime {
@@ -29,7 +42,7 @@ fn main() -> ExitCode {
 }
 
 fn run_check(file: &std::path::Path, region: Option<&str>) -> ExitCode {
-    let text = if file.as_os_str() == OsString::from("-") {
+    let text = if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
     } else {
         std::fs::read_to_string(file)

@@ -118,17 +118,19 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
 
 fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.encode(),
-        ),
+        (&Method::GET, "/metrics") => {
+            (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode())
+        }
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-        (&Method::GET, "/readyz") if metrics.is_ready() => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+        (&Method::GET, "/readyz") if metrics.is_ready() => {
+            (StatusCode::OK, "text/plain", "ready\n".to_owned())
+        }
         (&Method::GET, "/readyz") => {
             (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not serving the socket\n".to_owned())
         }
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".to_owned()),
+        _ => {
+            (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".to_owned())
+        }
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

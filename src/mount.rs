@@ -117,8 +117,12 @@ impl From<MountError> for Status {
     }
 }
 
-const NOT_FOUND_CODES: &[&str] =
-    &["ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelNotFound"];
+const NOT_FOUND_CODES: &[&str] = &[
+    "ResourceNotFoundException",
+    "ParameterNotFound",
+    "ParameterVersionNotFound",
+    "ParameterVersionLabelNotFound",
+];
 const DENIED_CODES: &[&str] = &[
     "AccessDeniedException",
     "AccessDenied",
@@ -160,11 +164,8 @@ fn fetch_hint(code: Code) -> &'static str {
 fn fetch_message(failures: &[FetchFailure], total: usize) -> String {
     const SHOWN: usize = 5;
     let mut text = format!("failed to fetch {} of {total} objects: ", failures.len());
-    let details: Vec<String> = failures
-        .iter()
-        .take(SHOWN)
-        .map(|f| format!("{f} ({})", fetch_hint(fetch_code(f))))
-        .collect();
+    let details: Vec<String> =
+        failures.iter().take(SHOWN).map(|f| format!("{f} ({})", fetch_hint(fetch_code(f)))).collect();
     text.push_str(&details.join("; "));
     if failures.len() > SHOWN {
         text.push_str(&format!("; and {} more", failures.len() - SHOWN));
@@ -222,7 +223,7 @@ impl Mounter {
         if size > self.settings.max_response_bytes {
             return Err(MountError::TooLarge { size, limit: self.settings.max_response_bytes });
         }
-        Ok(self.finish(input, class.objects.len(), rendered).await?)
+        self.finish(input, class.objects.len(), rendered).await
     }
 
     async fn fetch_and_render(&self, class: &SecretProviderClass, pod: &Pod) -> Result<Rendered, MountError> {
@@ -240,7 +241,8 @@ impl Mounter {
             .map(|r| FetchTarget { region: r.clone(), credentials: credentials.clone() });
 
         let items: Vec<FetchItem> = class.objects.iter().map(|o| fetch_item(o, class)).collect();
-        let mut results = failover::fetch(self.store.as_ref(), &primary, failover_target.as_ref(), &items).await;
+        let mut results =
+            failover::fetch(self.store.as_ref(), &primary, failover_target.as_ref(), &items).await;
 
         // One value per object, in class order; identical objects share one fetch.
         let mut values = Vec::with_capacity(items.len());
@@ -263,7 +265,12 @@ impl Mounter {
         Ok(render::render(class, &values)?)
     }
 
-    async fn finish(&self, input: MountInput, objects: usize, rendered: Rendered) -> Result<MountOutcome, MountError> {
+    async fn finish(
+        &self,
+        input: MountInput,
+        objects: usize,
+        rendered: Rendered,
+    ) -> Result<MountOutcome, MountError> {
         let mut object_version: Vec<proto::ObjectVersion> = rendered
             .versions
             .iter()
@@ -282,11 +289,9 @@ impl Mounter {
                 .collect()
         } else {
             let target = input.target_path.clone();
-            tokio::task::spawn_blocking(move || write::write_all(&target, &rendered.files))
-                .await
-                .map_err(|e| {
-                    WriteError::Io { path: String::new(), source: std::io::Error::other(e.to_string()) }
-                })??;
+            tokio::task::spawn_blocking(move || write::write_all(&target, &rendered.files)).await.map_err(
+                |e| WriteError::Io { path: String::new(), source: std::io::Error::other(e.to_string()) },
+            )??;
             Vec::new()
         };
         Ok(MountOutcome {

@@ -61,13 +61,13 @@ fn stage(target: &Path, file: &RenderedFile) -> Result<(PathBuf, PathBuf), Write
     let dir = ensure_parent(target, &file.path)?;
     let name = file.path.rsplit('/').next().unwrap_or(&file.path);
     let dest = dir.join(name);
-    if let Ok(meta) = fs::symlink_metadata(&dest) {
-        if meta.is_dir() {
-            return Err(WriteError::Unsafe {
-                path: file.path.clone(),
-                reason: "a directory of that name exists".into(),
-            });
-        }
+    if let Ok(meta) = fs::symlink_metadata(&dest)
+        && meta.is_dir()
+    {
+        return Err(WriteError::Unsafe {
+            path: file.path.clone(),
+            reason: "a directory of that name exists".into(),
+        });
     }
     let temp = dir.join(temp_name(name));
     let mut handle = OpenOptions::new()

@@ -26,7 +26,8 @@ async fn secrets_manager_by_name_arn_version_id_and_stage() {
     let name = unique("sm/app/db");
     let (arn, v1) = create_secret(REGION, &name, "one").await;
     let sm = secrets_manager(REGION).await;
-    let v2 = sm.put_secret_value().secret_id(&name).secret_string("two").send().await.unwrap().version_id.unwrap();
+    let v2 =
+        sm.put_secret_value().secret_id(&name).secret_string("two").send().await.unwrap().version_id.unwrap();
     let provider = Provider::start(Options::default()).await;
     let target = tempfile::tempdir().unwrap();
     let objects = format!(
@@ -35,7 +36,8 @@ async fn secrets_manager_by_name_arn_version_id_and_stage() {
          - {{objectName: {name}, objectType: secretsmanager, objectAlias: first, objectVersion: {v1}}}\n\
          - {{objectName: {name}, objectType: secretsmanager, objectAlias: previous, objectVersionLabel: AWSPREVIOUS}}\n"
     );
-    let response = mount(&provider, &[("region", REGION), ("objects", &objects)], target.path()).await.unwrap();
+    let response =
+        mount(&provider, &[("region", REGION), ("objects", &objects)], target.path()).await.unwrap();
     let translated = name.replace('/', "_");
     assert_eq!(
         files(&response),
@@ -72,7 +74,9 @@ async fn binary_secrets_are_mounted_byte_for_byte() {
         .unwrap();
     let provider = Provider::start(Options::default()).await;
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: keystore}}");
-    let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t")).await.unwrap();
+    let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t"))
+        .await
+        .unwrap();
     assert_eq!(response.files[0].contents, bytes);
     provider.stop().await;
 }
@@ -87,7 +91,15 @@ async fn parameter_store_types_versions_labels_and_batches() {
     put_parameter(REGION, &list, "a,b,c", ParameterType::StringList).await;
     put_parameter(REGION, &secure, "k1", ParameterType::SecureString).await;
     put_parameter(REGION, &secure, "k2", ParameterType::SecureString).await;
-    ssm(REGION).await.label_parameter_version().name(&secure).parameter_version(1).labels("old").send().await.unwrap();
+    ssm(REGION)
+        .await
+        .label_parameter_version()
+        .name(&secure)
+        .parameter_version(1)
+        .labels("old")
+        .send()
+        .await
+        .unwrap();
     // 12 more parameters so the mount needs more than one GetParameters batch.
     let mut many = String::new();
     for i in 0..12 {
@@ -104,7 +116,9 @@ async fn parameter_store_types_versions_labels_and_batches() {
          {many}"
     );
     let provider = Provider::start(Options::default()).await;
-    let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t")).await.unwrap();
+    let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t"))
+        .await
+        .unwrap();
     let got = files(&response);
     let get = |alias: &str| got.iter().find(|f| f.0 == alias).map(|f| f.2.clone()).unwrap_or_default();
     assert_eq!(get("url"), "https://example");
@@ -124,14 +138,17 @@ async fn parameter_store_types_versions_labels_and_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jmes_path_files_and_modes() {
     let name = unique("json");
-    let (_, version) = create_secret(REGION, &name, r#"{"username":"admin","db-password":"s3cret","port":5432}"#).await;
+    let (_, version) =
+        create_secret(REGION, &name, r#"{"username":"admin","db-password":"s3cret","port":5432}"#).await;
     let objects = format!(
         "- objectName: {name}\n  objectType: secretsmanager\n  objectAlias: all.json\n  filePermission: '0600'\n  jmesPath:\n\
          \x20   - {{path: username, objectAlias: user}}\n\
          \x20   - {{path: '\"db-password\"', objectAlias: password, filePermission: '0400'}}\n"
     );
     let provider = Provider::start(Options::default()).await;
-    let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t")).await.unwrap();
+    let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t"))
+        .await
+        .unwrap();
     let got = files(&response);
     assert_eq!(got[0].0, "all.json");
     assert_eq!(got[0].1, 0o600);
@@ -140,17 +157,29 @@ async fn jmes_path_files_and_modes() {
     assert!(versions(&response).iter().all(|(_, v)| v == &version));
 
     // A non-string selection is reported as exactly that, not as a fetch failure.
-    let objects = format!("- {{objectName: {name}, objectType: secretsmanager, jmesPath: [{{path: port, objectAlias: port}}]}}");
-    let err = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t")).await.unwrap_err();
+    let objects = format!(
+        "- {{objectName: {name}, objectType: secretsmanager, jmesPath: [{{path: port, objectAlias: port}}]}}"
+    );
+    let err = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("\"port\"") && err.message().contains("only strings"), "{}", err.message());
+    assert!(
+        err.message().contains("\"port\"") && err.message().contains("only strings"),
+        "{}",
+        err.message()
+    );
     assert!(!err.message().contains("s3cret") && !err.message().contains("5432"), "{}", err.message());
 
     // A secret that is not JSON.
     let plain = unique("plain");
     create_secret(REGION, &plain, "not json").await;
-    let objects = format!("- {{objectName: {plain}, objectType: secretsmanager, jmesPath: [{{path: a, objectAlias: a}}]}}");
-    let err = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t")).await.unwrap_err();
+    let objects = format!(
+        "- {{objectName: {plain}, objectType: secretsmanager, jmesPath: [{{path: a, objectAlias: a}}]}}"
+    );
+    let err = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("not valid JSON"), "{}", err.message());
     provider.stop().await;
@@ -164,7 +193,11 @@ async fn path_translation_in_both_write_modes() {
     let objects = format!("- {{objectName: '{name}', objectType: ssmparameter}}");
     let provider = Provider::start(Options::default()).await;
     let t = std::path::Path::new("/t");
-    let cases = [(None, name.replace('/', "_")), (Some("-"), name.replace('/', "-")), (Some("False"), name[1..].to_owned())];
+    let cases = [
+        (None, name.replace('/', "_")),
+        (Some("-"), name.replace('/', "-")),
+        (Some("False"), name[1..].to_owned()),
+    ];
     for (translation, want) in cases {
         let mut params = vec![("region", REGION), ("objects", objects.as_str())];
         if let Some(t) = translation {
@@ -198,11 +231,14 @@ async fn provider_writes_mode_is_atomic_and_all_or_nothing() {
         "- {{objectName: {a}, objectType: secretsmanager, objectAlias: a, filePermission: '0640'}}\n\
          - {{objectName: {b}, objectType: secretsmanager, objectAlias: b}}"
     );
-    let response = mount(&provider, &[("region", REGION), ("objects", &objects)], target.path()).await.unwrap();
+    let response =
+        mount(&provider, &[("region", REGION), ("objects", &objects)], target.path()).await.unwrap();
     assert!(response.files.is_empty());
     assert_eq!(versions(&response).len(), 2);
-    let mut names: Vec<String> =
-        std::fs::read_dir(target.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(target.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, vec!["a", "b"], "no temp files may remain");
     let mode = std::fs::metadata(target.path().join("a")).unwrap().permissions().mode() & 0o777;
@@ -225,7 +261,9 @@ async fn provider_writes_mode_is_atomic_and_all_or_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_class_without_objects_mounts_an_empty_volume() {
     let provider = Provider::start(Options::default()).await;
-    for params in [vec![("region", REGION)], vec![("region", REGION), ("objects", "")], vec![("objects", "[]")]] {
+    for params in
+        [vec![("region", REGION)], vec![("region", REGION), ("objects", "")], vec![("objects", "[]")]]
+    {
         let response = mount(&provider, &params, std::path::Path::new("/t")).await.unwrap();
         assert!(response.files.is_empty());
         assert_eq!(response.object_version.len(), 1, "the driver needs at least one object version");
@@ -243,17 +281,68 @@ async fn invalid_classes_fail_before_any_aws_call() {
         (&[("objects", "- {objectName: x}")], "objectType is missing"),
         (&[("objects", "- {objectName: x, objectType: vault}")], "objectType \"vault\" is unknown"),
         (&[("objects", "- objectType: secretsmanager")], "objectName is missing"),
-        (&[("objects", "- {objectName: 'arn:aws:ssm:us-east-1:1:parameter/x', objectType: secretsmanager}")], "does not match the ARN"),
-        (&[("objects", "- {objectName: 'arn:aws:secretsmanager:us-west-2:1:secret:x'}")], "does not match the mount's region"),
-        (&[("objects", "- {objectName: x, objectType: secretsmanager, filePermission: '777'}")], "filePermission \"777\""),
-        (&[("objects", "- {objectName: x, objectType: ssmparameter, objectVersion: '1', objectVersionLabel: l}")], "not both"),
-        (&[("objects", "- {objectName: x, objectType: secretsmanager, objectAlias: ../../etc/x}"), ("pathTranslation", "False")], "'..'"),
-        (&[("objects", "- {objectName: x, objectType: secretsmanager, jmesPath: [{path: 'a-b', objectAlias: y}]}")], "not a valid JMESPath"),
-        (&[("objects", "- {objectName: x, objectType: secretsmanager, objectVersionLabel: AWSCURRENT}\n- {objectName: x, objectType: secretsmanager, objectVersionLabel: AWSPREVIOUS}")], "distinct objectAlias"),
-        (&[("objects", "- {objectName: x, objectType: secretsmanager, objectAlias: a, failoverObject: {objectName: y}}")], "no failoverRegion"),
-        (&[("objects", "- {objectName: x, objectType: secretsmanager}"), ("failoverRegion", REGION)], "same as region"),
-        (&[("objects", "- {objectName: x, objectType: secretsmanager}"), ("usePodIdentity", "yes")], "usePodIdentity \"yes\""),
-        (&[("objects", "- {objectName: x, objectType: secretsmanager}"), ("pathTranslation", "--")], "pathTranslation \"--\""),
+        (
+            &[(
+                "objects",
+                "- {objectName: 'arn:aws:ssm:us-east-1:1:parameter/x', objectType: secretsmanager}",
+            )],
+            "does not match the ARN",
+        ),
+        (
+            &[("objects", "- {objectName: 'arn:aws:secretsmanager:us-west-2:1:secret:x'}")],
+            "does not match the mount's region",
+        ),
+        (
+            &[("objects", "- {objectName: x, objectType: secretsmanager, filePermission: '777'}")],
+            "filePermission \"777\"",
+        ),
+        (
+            &[(
+                "objects",
+                "- {objectName: x, objectType: ssmparameter, objectVersion: '1', objectVersionLabel: l}",
+            )],
+            "not both",
+        ),
+        (
+            &[
+                ("objects", "- {objectName: x, objectType: secretsmanager, objectAlias: ../../etc/x}"),
+                ("pathTranslation", "False"),
+            ],
+            "'..'",
+        ),
+        (
+            &[(
+                "objects",
+                "- {objectName: x, objectType: secretsmanager, jmesPath: [{path: 'a-b', objectAlias: y}]}",
+            )],
+            "not a valid JMESPath",
+        ),
+        (
+            &[(
+                "objects",
+                "- {objectName: x, objectType: secretsmanager, objectVersionLabel: AWSCURRENT}\n- {objectName: x, objectType: secretsmanager, objectVersionLabel: AWSPREVIOUS}",
+            )],
+            "distinct objectAlias",
+        ),
+        (
+            &[(
+                "objects",
+                "- {objectName: x, objectType: secretsmanager, objectAlias: a, failoverObject: {objectName: y}}",
+            )],
+            "no failoverRegion",
+        ),
+        (
+            &[("objects", "- {objectName: x, objectType: secretsmanager}"), ("failoverRegion", REGION)],
+            "same as region",
+        ),
+        (
+            &[("objects", "- {objectName: x, objectType: secretsmanager}"), ("usePodIdentity", "yes")],
+            "usePodIdentity \"yes\"",
+        ),
+        (
+            &[("objects", "- {objectName: x, objectType: secretsmanager}"), ("pathTranslation", "--")],
+            "pathTranslation \"--\"",
+        ),
         (&[("objects", "objectName: x")], "must be a YAML list"),
     ];
     for (params, want) in cases {
@@ -273,9 +362,15 @@ async fn malformed_requests_are_invalid_arguments_and_the_server_survives() {
     let mut client = provider.client().await;
     let good = mount_request(&[("region", REGION)], std::path::Path::new("/t"));
     let cases = [
-        (csi_provider_aws::proto::MountRequest { attributes: "not json".into(), ..good.clone() }, "attributes"),
+        (
+            csi_provider_aws::proto::MountRequest { attributes: "not json".into(), ..good.clone() },
+            "attributes",
+        ),
         (csi_provider_aws::proto::MountRequest { attributes: "".into(), ..good.clone() }, "attributes"),
-        (csi_provider_aws::proto::MountRequest { attributes: "{\"region\": 5}".into(), ..good.clone() }, "attributes"),
+        (
+            csi_provider_aws::proto::MountRequest { attributes: "{\"region\": 5}".into(), ..good.clone() },
+            "attributes",
+        ),
         (csi_provider_aws::proto::MountRequest { target_path: "".into(), ..good.clone() }, "target_path"),
         (csi_provider_aws::proto::MountRequest { permission: "rw".into(), ..good.clone() }, "permission"),
         (csi_provider_aws::proto::MountRequest { permission: "".into(), ..good.clone() }, "permission"),
@@ -299,7 +394,8 @@ async fn region_comes_from_the_class_else_the_provider_environment() {
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}");
     let t = std::path::Path::new("/t");
 
-    let provider = Provider::start(Options { default_region: Some("eu-west-1".into()), ..Options::default() }).await;
+    let provider =
+        Provider::start(Options { default_region: Some("eu-west-1".into()), ..Options::default() }).await;
     let response = mount(&provider, &[("objects", &objects)], t).await.unwrap();
     assert_eq!(files(&response)[0].2, "from-eu");
     let response = mount(&provider, &[("objects", &objects), ("region", REGION)], t).await.unwrap();
@@ -320,7 +416,9 @@ async fn errors_name_the_object_and_the_fix() {
     let objects = format!(
         "- {{objectName: {missing}, objectType: secretsmanager}}\n- {{objectName: /{missing}, objectType: ssmparameter}}"
     );
-    let err = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t")).await.unwrap_err();
+    let err = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let message = err.message();
     assert!(message.contains(&format!("secret \"{missing}\"")), "{message}");
@@ -347,7 +445,9 @@ async fn a_mount_fetches_its_objects_concurrently() {
     let before = proxy.requests();
     proxy.reset_max_outstanding();
     let started = std::time::Instant::now();
-    let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t")).await.unwrap();
+    let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t"))
+        .await
+        .unwrap();
     let elapsed = started.elapsed();
     assert_eq!(response.files.len(), 20);
     assert_eq!(proxy.requests() - before, 11, "10 GetSecretValue + 1 GetParameters");

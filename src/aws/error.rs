@@ -96,19 +96,15 @@ where
             };
             (class, code, text)
         }
-        SdkError::TimeoutError(_) => {
-            (ErrorClass::Timeout, None, "the request timed out".to_owned())
-        }
+        SdkError::TimeoutError(_) => (ErrorClass::Timeout, None, "the request timed out".to_owned()),
         SdkError::DispatchFailure(failure) => {
             let class = if failure.is_timeout() { ErrorClass::Timeout } else { ErrorClass::Network };
             let text = format!("could not reach AWS: {}", DisplayErrorContext(err));
             (class, None, text)
         }
-        SdkError::ResponseError(_) => (
-            ErrorClass::Server,
-            None,
-            format!("unreadable response from AWS: {}", DisplayErrorContext(err)),
-        ),
+        SdkError::ResponseError(_) => {
+            (ErrorClass::Server, None, format!("unreadable response from AWS: {}", DisplayErrorContext(err)))
+        }
         // Construction failures are our own request being invalid (e.g. no region or no
         // credentials could be resolved): no other region helps.
         _ => (ErrorClass::Client, None, DisplayErrorContext(err).to_string()),
@@ -150,8 +146,7 @@ mod tests {
 
     #[test]
     fn timeouts_and_transience() {
-        let err: SdkError<GetSecretValueError, HttpResponse> =
-            SdkError::timeout_error("slow");
+        let err: SdkError<GetSecretValueError, HttpResponse> = SdkError::timeout_error("slow");
         assert_eq!(classify(&err).0, ErrorClass::Timeout);
         assert!(ErrorClass::Timeout.is_transient());
         assert!(ErrorClass::Server.is_transient());

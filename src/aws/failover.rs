@@ -20,14 +20,15 @@ pub enum FetchFailure {
     #[error("{0}")]
     Primary(FetchError),
     #[error("{primary}; failover: {failover}")]
-    Both { primary: FetchError, failover: FetchError },
+    Both { primary: Box<FetchError>, failover: Box<FetchError> },
 }
 
 impl FetchFailure {
     /// The primary region's error: it decides the status code.
     pub fn primary(&self) -> &FetchError {
         match self {
-            Self::Primary(e) | Self::Both { primary: e, .. } => e,
+            Self::Primary(e) => e,
+            Self::Both { primary, .. } => primary,
         }
     }
 }
@@ -62,17 +63,15 @@ pub async fn fetch(
     items
         .iter()
         .map(|item| {
-            let primary_result = first
-                .get(&item.primary)
-                .cloned()
-                .unwrap_or_else(|| Err(missing(&item.primary, primary)));
+            let primary_result =
+                first.get(&item.primary).cloned().unwrap_or_else(|| Err(missing(&item.primary, primary)));
             let result = match primary_result {
                 Ok(value) => Ok(value),
                 Err(primary_error) => match item.failover.as_ref().and_then(|f| second.get(f)) {
                     Some(Ok(value)) => Ok(value.clone()),
                     Some(Err(failover_error)) => Err(FetchFailure::Both {
-                        primary: primary_error,
-                        failover: failover_error.clone(),
+                        primary: Box::new(primary_error),
+                        failover: Box::new(failover_error.clone()),
                     }),
                     None => Err(FetchFailure::Primary(primary_error)),
                 },
@@ -114,7 +113,11 @@ mod tests {
     }
 
     impl SecretStore for FakeStore {
-        fn fetch<'a>(&'a self, target: &'a FetchTarget, refs: &'a [SecretRef]) -> BoxFuture<'a, FetchResults> {
+        fn fetch<'a>(
+            &'a self,
+            target: &'a FetchTarget,
+            refs: &'a [SecretRef],
+        ) -> BoxFuture<'a, FetchResults> {
             let names = refs.iter().map(|r| r.name.clone()).collect();
             self.calls.lock().unwrap().push((target.region.clone(), names));
             let results = refs
@@ -148,7 +151,12 @@ mod tests {
     }
 
     fn secret(name: &str) -> SecretRef {
-        SecretRef { object_type: ObjectType::SecretsManager, name: name.into(), version: None, version_label: None }
+        SecretRef {
+            object_type: ObjectType::SecretsManager,
+            name: name.into(),
+            version: None,
+            version_label: None,
+        }
     }
 
     fn target(region: &str) -> FetchTarget {
@@ -192,7 +200,10 @@ mod tests {
         assert_eq!(calls.len(), 2);
         let mut asked_west = calls[1].1.clone();
         asked_west.sort();
-        assert_eq!((calls[1].0.as_str(), asked_west), ("west", vec!["down".into(), "slow".into(), "throttled".into()]));
+        assert_eq!(
+            (calls[1].0.as_str(), asked_west),
+            ("west", vec!["down".into(), "slow".into(), "throttled".into()])
+        );
     }
 
     #[tokio::test]

@@ -37,9 +37,8 @@ pub(super) async fn fetch_all(
 fn batches<'r>(refs: &[&'r SecretRef]) -> Vec<Vec<&'r SecretRef>> {
     let mut batches: Vec<Vec<&SecretRef>> = Vec::new();
     for r in refs {
-        let slot = batches
-            .iter_mut()
-            .find(|b| b.len() < BATCH_SIZE && b.iter().all(|other| other.name != r.name));
+        let slot =
+            batches.iter_mut().find(|b| b.len() < BATCH_SIZE && b.iter().all(|other| other.name != r.name));
         match slot {
             Some(batch) => batch.push(r),
             None => batches.push(vec![r]),
@@ -88,28 +87,20 @@ async fn fetch_batch(
         message,
     };
     let fail_all = |class, code: Option<String>, message: String| {
-        batch
-            .iter()
-            .map(|r| ((*r).clone(), Err(error(r, class, code.clone(), message.clone()))))
-            .collect()
+        batch.iter().map(|r| ((*r).clone(), Err(error(r, class, code.clone(), message.clone())))).collect()
     };
     let Ok(_permit) = limiter.acquire().await else {
         return fail_all(ErrorClass::Server, None, "the provider is shutting down".into());
     };
     let names: Vec<String> = batch.iter().map(|r| selector_name(r)).collect();
-    let output = match client
-        .get_parameters()
-        .set_names(Some(names.clone()))
-        .with_decryption(true)
-        .send()
-        .await
-    {
-        Ok(output) => output,
-        Err(e) => {
-            let (class, code, message) = classify(&e);
-            return fail_all(class, code, message);
-        }
-    };
+    let output =
+        match client.get_parameters().set_names(Some(names.clone())).with_decryption(true).send().await {
+            Ok(output) => output,
+            Err(e) => {
+                let (class, code, message) = classify(&e);
+                return fail_all(class, code, message);
+            }
+        };
     let invalid = output.invalid_parameters.unwrap_or_default();
     let mut parameters = output.parameters.unwrap_or_default();
     batch
@@ -182,10 +173,7 @@ mod tests {
 
     #[test]
     fn results_match_by_name_arn_or_arn_resource() {
-        let p = Parameter::builder()
-            .name("/app/db")
-            .arn("arn:aws:ssm:us-east-1:1:parameter/app/db")
-            .build();
+        let p = Parameter::builder().name("/app/db").arn("arn:aws:ssm:us-east-1:1:parameter/app/db").build();
         assert!(matches("/app/db", &p));
         assert!(matches("arn:aws:ssm:us-east-1:1:parameter/app/db", &p));
         assert!(!matches("/app/dbx", &p));

@@ -45,9 +45,10 @@ async fn fetch_one(
         code,
         message,
     };
-    let _permit = limiter.acquire().await.map_err(|_| {
-        error(super::ErrorClass::Server, None, "the provider is shutting down".into())
-    })?;
+    let _permit = limiter
+        .acquire()
+        .await
+        .map_err(|_| error(super::ErrorClass::Server, None, "the provider is shutting down".into()))?;
     let output = client
         .get_secret_value()
         .secret_id(&secret.name)

@@ -66,10 +66,7 @@ mod tests {
                 "arn:aws:secretsmanager:us-west-2:111122223333:secret:db-AbCdEf",
                 ("secretsmanager", "us-west-2", "secret:db-AbCdEf"),
             ),
-            (
-                "arn:aws:ssm:eu-west-1:111122223333:parameter/app/db",
-                ("ssm", "eu-west-1", "parameter/app/db"),
-            ),
+            ("arn:aws:ssm:eu-west-1:111122223333:parameter/app/db", ("ssm", "eu-west-1", "parameter/app/db")),
             ("arn:aws-cn:ssm:cn-north-1:1:parameter/x", ("ssm", "cn-north-1", "parameter/x")),
         ];
         for (input, (service, region, resource)) in cases {

@@ -171,27 +171,27 @@ impl SecretProviderClass {
     pub fn parse(params: &Parameters, default_mode: u32) -> Result<Self, ClassError> {
         let mut problems = Vec::new();
 
-        let path_translation = PathTranslation::parse(params.path_translation.as_deref())
-            .unwrap_or_else(|e| {
+        let path_translation =
+            PathTranslation::parse(params.path_translation.as_deref()).unwrap_or_else(|e| {
                 problems.push(e);
                 PathTranslation::default()
             });
         let region = non_empty(&params.region);
         let failover_region = non_empty(&params.failover_region);
         for (key, value) in [("region", &region), ("failoverRegion", &failover_region)] {
-            if let Some(value) = value {
-                if let Err(e) = check_region_name(value) {
-                    problems.push(format!("{key}: {e}"));
-                }
+            if let Some(value) = value
+                && let Err(e) = check_region_name(value)
+            {
+                problems.push(format!("{key}: {e}"));
             }
         }
-        if let (Some(primary), Some(failover)) = (&region, &failover_region) {
-            if primary == failover {
-                problems.push(format!(
-                    "failoverRegion {failover:?} is the same as region: set it to a different \
+        if let (Some(primary), Some(failover)) = (&region, &failover_region)
+            && primary == failover
+        {
+            problems.push(format!(
+                "failoverRegion {failover:?} is the same as region: set it to a different \
                      region or remove it"
-                ));
-            }
+            ));
         }
         let auth = parse_auth(params).unwrap_or_else(|e| {
             problems.push(e);
@@ -210,16 +210,12 @@ impl SecretProviderClass {
             })
             .collect();
         problems.extend(file_conflicts(&objects));
+        if let Some(primary) = &region {
+            problems.extend(region_problems(&objects, failover_region.as_deref(), primary));
+        }
 
         ClassError::from_problems(problems)?;
-        Ok(Self {
-            region,
-            failover_region,
-            path_translation,
-            auth,
-            objects,
-            warnings: raw.warnings,
-        })
+        Ok(Self { region, failover_region, path_translation, auth, objects, warnings: raw.warnings })
     }
 
     /// Checks the rules that need the resolved primary region: ARNs must name the region
@@ -232,29 +228,7 @@ impl SecretProviderClass {
                  different region or remove it"
             ));
         }
-        for object in &self.objects {
-            if let Some(arn) = &object.arn {
-                if arn.region != primary {
-                    problems.push(format!(
-                        "object {:?}: the ARN's region {:?} does not match the mount's region \
-                         {primary:?}; set the SecretProviderClass region to {:?} or use the \
-                         ARN of the secret in {primary:?}",
-                        object.name, arn.region, arn.region
-                    ));
-                }
-            }
-            if let (Some(failover), Some(name)) = (&self.failover_region, &object.failover_name) {
-                if let Some(arn) = Arn::looks_like(name).then(|| Arn::parse(name).ok()).flatten() {
-                    if &arn.region != failover {
-                        problems.push(format!(
-                            "object {:?}: failoverObject ARN region {:?} does not match \
-                             failoverRegion {failover:?}",
-                            object.name, arn.region
-                        ));
-                    }
-                }
-            }
-        }
+        problems.extend(region_problems(&self.objects, self.failover_region.as_deref(), primary));
         ClassError::from_problems(problems)
     }
 
@@ -262,6 +236,35 @@ impl SecretProviderClass {
     pub fn files(&self) -> impl Iterator<Item = (&str, u32)> {
         self.objects.iter().flat_map(SecretObject::files)
     }
+}
+
+/// ARNs must name the region they are fetched from.
+fn region_problems(objects: &[SecretObject], failover: Option<&str>, primary: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for object in objects {
+        if let Some(arn) = &object.arn
+            && arn.region != primary
+        {
+            problems.push(format!(
+                "object {:?}: the ARN's region {:?} does not match the mount's region \
+                     {primary:?}; set the SecretProviderClass region to {:?} or use the ARN of \
+                     the secret in {primary:?}",
+                object.name, arn.region, arn.region
+            ));
+        }
+        let failover_arn =
+            object.failover_name.as_deref().filter(|n| Arn::looks_like(n)).and_then(|n| Arn::parse(n).ok());
+        if let (Some(failover), Some(arn)) = (failover, failover_arn)
+            && arn.region != failover
+        {
+            problems.push(format!(
+                "object {:?}: failoverObject ARN region {:?} does not match failoverRegion \
+                     {failover:?}",
+                object.name, arn.region
+            ));
+        }
+    }
+    problems
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {
@@ -273,11 +276,7 @@ pub fn check_region_name(region: &str) -> Result<(), String> {
     let valid = !region.is_empty()
         && region.len() <= 32
         && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("{region:?} is not an AWS region name (such as \"us-east-1\")"))
-    }
+    if valid { Ok(()) } else { Err(format!("{region:?} is not an AWS region name (such as \"us-east-1\")")) }
 }
 
 /// Parses a boolean the way Go's `strconv.ParseBool` does, as ASCP reads `usePodIdentity`.
@@ -292,9 +291,8 @@ pub fn parse_go_bool(value: &str) -> Option<bool> {
 fn parse_auth(params: &Parameters) -> Result<AuthMethod, String> {
     let use_pod_identity = match params.use_pod_identity.as_deref().map(str::trim) {
         None | Some("") => false,
-        Some(value) => parse_go_bool(value).ok_or_else(|| {
-            format!("usePodIdentity {value:?} is not a boolean: use \"true\" or \"false\"")
-        })?,
+        Some(value) => parse_go_bool(value)
+            .ok_or_else(|| format!("usePodIdentity {value:?} is not a boolean: use \"true\" or \"false\""))?,
     };
     let preference = match params.preferred_address_type.as_deref().map(str::trim) {
         None | Some("") => AddressPreference::Auto,
@@ -302,9 +300,7 @@ fn parse_auth(params: &Parameters) -> Result<AuthMethod, String> {
         Some(v) if v.eq_ignore_ascii_case("ipv4") => AddressPreference::Ipv4,
         Some(v) if v.eq_ignore_ascii_case("ipv6") => AddressPreference::Ipv6,
         Some(v) => {
-            return Err(format!(
-                "preferredAddressType {v:?} is invalid: use \"ipv4\", \"ipv6\" or \"auto\""
-            ));
+            return Err(format!("preferredAddressType {v:?} is invalid: use \"ipv4\", \"ipv6\" or \"auto\""));
         }
     };
     Ok(if use_pod_identity { AuthMethod::PodIdentity(preference) } else { AuthMethod::Irsa })
@@ -340,11 +336,7 @@ impl ObjectCheck {
         let mut problems = Vec::new();
         let mut problem = |message: String| problems.push(format!("object {name:?}: {message}"));
 
-        let arn = if Arn::looks_like(&name) {
-            Arn::parse(&name).map_err(&mut problem).ok()
-        } else {
-            None
-        };
+        let arn = if Arn::looks_like(&name) { Arn::parse(&name).map_err(&mut problem).ok() } else { None };
         let object_type = self.object_type(raw, arn.as_ref()).map_err(&mut problem).ok();
 
         let mode = match &raw.file_permission {
@@ -361,12 +353,10 @@ impl ObjectCheck {
                         .into(),
                 );
             }
-            if let Some(v) = &version {
-                if !v.bytes().all(|b| b.is_ascii_digit()) || v.starts_with('0') {
-                    problem(format!(
-                        "objectVersion {v:?} is not a Parameter Store version number (1, 2, ...)"
-                    ));
-                }
+            if let Some(v) = &version
+                && (!v.bytes().all(|b| b.is_ascii_digit()) || v.starts_with('0'))
+            {
+                problem(format!("objectVersion {v:?} is not a Parameter Store version number (1, 2, ...)"));
             }
         }
 
@@ -413,10 +403,7 @@ impl ObjectCheck {
             });
         };
         let arn_type = ObjectType::from_arn_service(&arn.service).ok_or_else(|| {
-            format!(
-                "the ARN's service {:?} is not supported: use a secretsmanager or ssm ARN",
-                arn.service
-            )
+            format!("the ARN's service {:?} is not supported: use a secretsmanager or ssm ARN", arn.service)
         })?;
         match declared_type {
             Some(t) if t != arn_type => Err(format!(
@@ -508,10 +495,7 @@ impl ObjectCheck {
             problem("failoverObject.objectVersion must equal the object's objectVersion".into());
         }
         if non_empty(&failover.object_version_label) != non_empty(&raw.object_version_label) {
-            problem(
-                "failoverObject.objectVersionLabel must equal the object's objectVersionLabel"
-                    .into(),
-            );
+            problem("failoverObject.objectVersionLabel must equal the object's objectVersionLabel".into());
         }
         if Arn::looks_like(&name) {
             match Arn::parse(&name) {
@@ -537,10 +521,12 @@ fn file_conflicts(objects: &[SecretObject]) -> Vec<String> {
     let mut owners: BTreeMap<&str, String> = BTreeMap::new();
     let mut problems = Vec::new();
     for object in objects {
-        let entries = std::iter::once((object.file.as_str(), format!("object {:?}", object.name)))
-            .chain(object.jmes_path.iter().map(|j| {
-                (j.file.as_str(), format!("jmesPath {:?} of object {:?}", j.path, object.name))
-            }));
+        let entries = std::iter::once((object.file.as_str(), format!("object {:?}", object.name))).chain(
+            object
+                .jmes_path
+                .iter()
+                .map(|j| (j.file.as_str(), format!("jmesPath {:?} of object {:?}", j.path, object.name))),
+        );
         for (file, owner) in entries {
             match owners.get(file) {
                 Some(first) => problems.push(format!(

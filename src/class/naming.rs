@@ -126,7 +126,8 @@ mod tests {
     #[test]
     fn file_path_rules() {
         let long = "x".repeat(256);
-        let ok = ["a", "a/b", "arn:aws:secretsmanager:us-east-1:1:secret:x", "..a", "a..", "x".repeat(255).leak()];
+        let ok =
+            ["a", "a/b", "arn:aws:secretsmanager:us-east-1:1:secret:x", "..a", "a..", "x".repeat(255).leak()];
         let bad = ["", "/a", "..", "a/../b", "../a", "a/..", "a//b", "a/./b", "a/", "a\0b", long.as_str()];
         for path in ok {
             assert!(check_file_path(path).is_ok(), "{path:?} should be accepted");

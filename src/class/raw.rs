@@ -60,10 +60,8 @@ pub fn parse_objects(yaml: &str) -> RawObjects {
         Value::Null => return out,
         Value::Sequence(items) => items,
         other => {
-            out.problems.push(format!(
-                "the objects parameter must be a YAML list of objects, not {}",
-                kind(&other)
-            ));
+            out.problems
+                .push(format!("the objects parameter must be a YAML list of objects, not {}", kind(&other)));
             return out;
         }
     };
@@ -93,10 +91,9 @@ pub fn parse_objects(yaml: &str) -> RawObjects {
                 fields.finish(&mut out);
                 out.objects.push(object);
             }
-            other => out.problems.push(format!(
-                "{at} must be a mapping with objectName and objectType, not {}",
-                kind(&other)
-            )),
+            other => out
+                .problems
+                .push(format!("{at} must be a mapping with objectName and objectType, not {}", kind(&other))),
         }
     }
     out
@@ -122,9 +119,7 @@ impl<'a> Fields<'a> {
         self.used.push(key);
         self.map.get(key).or_else(|| {
             let map: &'a Mapping = self.map;
-            map.iter()
-                .find(|(k, _)| k.as_str().is_some_and(|k| k.eq_ignore_ascii_case(key)))
-                .map(|(_, v)| v)
+            map.iter().find(|(k, _)| k.as_str().is_some_and(|k| k.eq_ignore_ascii_case(key))).map(|(_, v)| v)
         })
     }
 
@@ -195,9 +190,7 @@ impl<'a> Fields<'a> {
 
     fn warn_unknown(&mut self) {
         for key in self.map.keys() {
-            let known = key
-                .as_str()
-                .is_some_and(|k| self.used.iter().any(|u| u.eq_ignore_ascii_case(k)));
+            let known = key.as_str().is_some_and(|k| self.used.iter().any(|u| u.eq_ignore_ascii_case(k)));
             if !known {
                 let name = key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned);
                 self.warnings.push(format!("{}: unknown key {name:?} is ignored", self.at));

@@ -22,7 +22,8 @@ fn problems(p: &Parameters) -> Vec<String> {
 
 #[test]
 fn file_names_and_modes() {
-    let cases: &[(&str, Option<&str>, &[(&str, u32)])] = &[
+    type Case<'a> = (&'a str, Option<&'a str>, &'a [(&'a str, u32)]);
+    let cases: &[Case] = &[
         ("- {objectName: db, objectType: secretsmanager}", None, &[("db", 0o644)]),
         ("- {objectName: db, objectType: secretsmanager, objectAlias: x.json}", None, &[("x.json", 0o644)]),
         ("- {objectName: /app/db, objectType: ssmparameter}", None, &[("_app_db", 0o644)]),
@@ -66,7 +67,10 @@ fn object_type_from_arn_or_field() {
     let cases = [
         ("- objectName: arn:aws:secretsmanager:us-east-1:1:secret:x-AbCdEf", ObjectType::SecretsManager),
         ("- objectName: arn:aws:ssm:us-east-1:1:parameter/x", ObjectType::SsmParameter),
-        ("- {objectName: arn:aws:ssm:us-east-1:1:parameter/x, objectType: ssmparameter}", ObjectType::SsmParameter),
+        (
+            "- {objectName: arn:aws:ssm:us-east-1:1:parameter/x, objectType: ssmparameter}",
+            ObjectType::SsmParameter,
+        ),
     ];
     for (objects, want) in cases {
         let class = parse(&params(objects)).unwrap();
@@ -80,25 +84,64 @@ fn every_rule_has_a_clear_problem() {
         ("- objectType: secretsmanager", "objectName is missing"),
         ("- {objectName: x}", "objectType is missing"),
         ("- {objectName: x, objectType: vault}", "objectType \"vault\" is unknown"),
-        ("- {objectName: x, objectType: ssm}", "objectType \"ssm\" is unknown: use \"secretsmanager\" or \"ssmparameter\""),
-        ("- {objectName: 'arn:aws:ssm:us-east-1:1:parameter/x', objectType: secretsmanager}", "does not match the ARN"),
+        (
+            "- {objectName: x, objectType: ssm}",
+            "objectType \"ssm\" is unknown: use \"secretsmanager\" or \"ssmparameter\"",
+        ),
+        (
+            "- {objectName: 'arn:aws:ssm:us-east-1:1:parameter/x', objectType: secretsmanager}",
+            "does not match the ARN",
+        ),
         ("- {objectName: 'arn:aws:s3:us-east-1:1:bucket/x'}", "service \"s3\" is not supported"),
         ("- {objectName: 'arn:aws:ssm'}", "not a valid ARN"),
         ("- {objectName: x, objectType: ssmparameter, objectVersion: 1, objectVersionLabel: l}", "not both"),
-        ("- {objectName: x, objectType: ssmparameter, objectVersion: v1}", "not a Parameter Store version number"),
-        ("- {objectName: x, objectType: secretsmanager, filePermission: '600'}", "filePermission \"600\" is invalid"),
-        ("- {objectName: x, objectType: secretsmanager, filePermission: '0800'}", "filePermission \"0800\" is invalid"),
-        ("- {objectName: x, objectType: secretsmanager, filePermission: '1777'}", "filePermission \"1777\" is invalid"),
+        (
+            "- {objectName: x, objectType: ssmparameter, objectVersion: v1}",
+            "not a Parameter Store version number",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, filePermission: '600'}",
+            "filePermission \"600\" is invalid",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, filePermission: '0800'}",
+            "filePermission \"0800\" is invalid",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, filePermission: '1777'}",
+            "filePermission \"1777\" is invalid",
+        ),
         ("- {objectName: x, objectType: secretsmanager, objectAlias: ..}", "may not contain '..'"),
         ("- {objectName: x, objectType: secretsmanager, jmesPath: [{path: a}]}", "needs both path"),
         ("- {objectName: x, objectType: secretsmanager, jmesPath: [{objectAlias: a}]}", "needs both path"),
-        ("- {objectName: x, objectType: secretsmanager, jmesPath: [{path: 'a-b', objectAlias: a}]}", "not a valid JMESPath"),
-        ("- {objectName: x, objectType: secretsmanager, jmesPath: [{path: a, objectAlias: a, filePermission: '9'}]}", "jmesPath[0]: filePermission"),
-        ("- {objectName: x, objectType: secretsmanager}\n- {objectName: x, objectType: secretsmanager}", "would both write the file \"x\""),
-        ("- {objectName: a/b, objectType: secretsmanager}\n- {objectName: a_b, objectType: secretsmanager}", "would both write the file \"a_b\""),
-        ("- {objectName: x, objectType: secretsmanager, objectVersionLabel: AWSCURRENT}\n- {objectName: x, objectType: secretsmanager, objectVersionLabel: AWSPREVIOUS}", "distinct objectAlias"),
-        ("- {objectName: x, objectType: secretsmanager, jmesPath: [{path: a, objectAlias: x}]}", "would both write the file \"x\""),
-        ("- {objectName: x, objectType: secretsmanager, failoverObject: {objectName: y}}", "no failoverRegion"),
+        (
+            "- {objectName: x, objectType: secretsmanager, jmesPath: [{path: 'a-b', objectAlias: a}]}",
+            "not a valid JMESPath",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, jmesPath: [{path: a, objectAlias: a, filePermission: '9'}]}",
+            "jmesPath[0]: filePermission",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager}\n- {objectName: x, objectType: secretsmanager}",
+            "would both write the file \"x\"",
+        ),
+        (
+            "- {objectName: a/b, objectType: secretsmanager}\n- {objectName: a_b, objectType: secretsmanager}",
+            "would both write the file \"a_b\"",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, objectVersionLabel: AWSCURRENT}\n- {objectName: x, objectType: secretsmanager, objectVersionLabel: AWSPREVIOUS}",
+            "distinct objectAlias",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, jmesPath: [{path: a, objectAlias: x}]}",
+            "would both write the file \"x\"",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, failoverObject: {objectName: y}}",
+            "no failoverRegion",
+        ),
     ];
     for (objects, want) in cases {
         let found = problems(&params(objects));
@@ -118,7 +161,8 @@ fn dot_dot_is_rejected_only_when_it_escapes() {
 
 #[test]
 fn file_and_directory_conflict_without_translation() {
-    let mut p = params("- {objectName: a, objectType: ssmparameter}\n- {objectName: a/b, objectType: ssmparameter}");
+    let mut p =
+        params("- {objectName: a, objectType: ssmparameter}\n- {objectName: a/b, objectType: ssmparameter}");
     p.path_translation = Some("False".into());
     assert!(problems(&p)[0].contains("needs it to be a directory"));
 }
@@ -184,11 +228,26 @@ fn failover_rules() {
     class.check_regions("us-east-1").unwrap();
 
     let cases = [
-        ("- {objectName: x, objectType: secretsmanager, failoverObject: {objectName: y}}", "needs an objectAlias"),
-        ("- {objectName: x, objectType: secretsmanager, objectAlias: a, objectVersion: v1, failoverObject: {objectName: y}}", "objectVersion must equal"),
-        ("- {objectName: x, objectType: secretsmanager, objectAlias: a, failoverObject: {objectName: y, objectVersionLabel: L}}", "objectVersionLabel must equal"),
-        ("- {objectName: x, objectType: secretsmanager, objectAlias: a, failoverObject: {objectVersion: 1}}", "failoverObject.objectName is missing"),
-        ("- {objectName: x, objectType: secretsmanager, objectAlias: a, failoverObject: {objectName: 'arn:aws:ssm:us-west-2:1:parameter/x'}}", "not the same kind of object"),
+        (
+            "- {objectName: x, objectType: secretsmanager, failoverObject: {objectName: y}}",
+            "needs an objectAlias",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, objectAlias: a, objectVersion: v1, failoverObject: {objectName: y}}",
+            "objectVersion must equal",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, objectAlias: a, failoverObject: {objectName: y, objectVersionLabel: L}}",
+            "objectVersionLabel must equal",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, objectAlias: a, failoverObject: {objectVersion: 1}}",
+            "failoverObject.objectName is missing",
+        ),
+        (
+            "- {objectName: x, objectType: secretsmanager, objectAlias: a, failoverObject: {objectName: 'arn:aws:ssm:us-west-2:1:parameter/x'}}",
+            "not the same kind of object",
+        ),
     ];
     for (objects, want) in cases {
         let found = problems(&base(objects));
@@ -199,7 +258,7 @@ fn failover_rules() {
         "- objectName: x\n  objectType: secretsmanager\n  objectAlias: a\n  \
          failoverObject: {objectName: 'arn:aws:secretsmanager:eu-west-1:1:secret:x'}",
     );
-    let err = parse(&wrong_region).unwrap().check_regions("us-east-1").unwrap_err();
+    let err = parse(&wrong_region).unwrap_err();
     assert!(err.problems[0].contains("does not match failoverRegion"), "{err}");
 }
 

@@ -56,11 +56,7 @@ pub struct AuthorityRewrite<T> {
 impl<T> AuthorityRewrite<T> {
     /// Wraps a freshly accepted connection (nothing read from it yet).
     pub fn new(inner: T) -> Self {
-        Self {
-            inner,
-            rewriter: Rewriter::new(),
-            eof: false,
-        }
+        Self { inner, rewriter: Rewriter::new(), eof: false }
     }
 
     /// The wrapped connection, e.g. for its peer credentials.
@@ -99,11 +95,7 @@ impl<T: AsyncRead + Unpin> AuthorityRewrite<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for AuthorityRewrite<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if out.remaining() == 0 {
             return Poll::Ready(Ok(()));
@@ -139,11 +131,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for AuthorityRewrite<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for AuthorityRewrite<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
@@ -354,9 +342,7 @@ impl Rewriter {
             // rejects that itself.
             (None, _) => {
                 self.pass(FRAME_HEADER_LEN);
-                self.stage = Stage::Frames {
-                    passthrough: header.len,
-                };
+                self.stage = Stage::Frames { passthrough: header.len };
                 Ok(true)
             }
         }
@@ -439,24 +425,18 @@ impl HeaderBlock {
         let mut rest = payload;
         let mut pad_len = 0;
         if header.flags & FLAG_PADDED != 0 {
-            let (&pad, tail) = rest
-                .split_first()
-                .ok_or("PADDED HEADERS frame without a pad length")?;
+            let (&pad, tail) = rest.split_first().ok_or("PADDED HEADERS frame without a pad length")?;
             pad_len = usize::from(pad);
             rest = tail;
         }
         let mut priority = None;
         if header.flags & FLAG_PRIORITY != 0 {
-            let (fields, tail) = rest
-                .split_first_chunk::<PRIORITY_LEN>()
-                .ok_or("PRIORITY HEADERS frame too short")?;
+            let (fields, tail) =
+                rest.split_first_chunk::<PRIORITY_LEN>().ok_or("PRIORITY HEADERS frame too short")?;
             priority = Some(*fields);
             rest = tail;
         }
-        let fragment_len = rest
-            .len()
-            .checked_sub(pad_len)
-            .ok_or("HEADERS padding longer than the frame")?;
+        let fragment_len = rest.len().checked_sub(pad_len).ok_or("HEADERS padding longer than the frame")?;
         Ok(Self {
             stream_id: header.stream_id,
             end_stream: header.flags & FLAG_END_STREAM != 0,
@@ -477,8 +457,7 @@ impl HeaderBlock {
     /// PADDED is dropped (the padding is gone); END_STREAM and PRIORITY stay.
     fn encode_frames(&self, fragment: &[u8]) -> Vec<u8> {
         let priority: &[u8] = self.priority.as_ref().map_or(&[], |p| p);
-        let (first, rest) =
-            fragment.split_at(fragment.len().min(MAX_FRAME_PAYLOAD - priority.len()));
+        let (first, rest) = fragment.split_at(fragment.len().min(MAX_FRAME_PAYLOAD - priority.len()));
         let mut flags = 0;
         if self.end_stream {
             flags |= FLAG_END_STREAM;
@@ -490,31 +469,14 @@ impl HeaderBlock {
             flags |= FLAG_END_HEADERS;
         }
         let frame_count = 1 + rest.len().div_ceil(MAX_FRAME_PAYLOAD);
-        let mut out =
-            Vec::with_capacity(frame_count * FRAME_HEADER_LEN + priority.len() + fragment.len());
-        write_frame_header(
-            &mut out,
-            priority.len() + first.len(),
-            TYPE_HEADERS,
-            flags,
-            self.stream_id,
-        );
+        let mut out = Vec::with_capacity(frame_count * FRAME_HEADER_LEN + priority.len() + fragment.len());
+        write_frame_header(&mut out, priority.len() + first.len(), TYPE_HEADERS, flags, self.stream_id);
         out.extend_from_slice(priority);
         out.extend_from_slice(first);
         let mut chunks = rest.chunks(MAX_FRAME_PAYLOAD).peekable();
         while let Some(chunk) = chunks.next() {
-            let flags = if chunks.peek().is_none() {
-                FLAG_END_HEADERS
-            } else {
-                0
-            };
-            write_frame_header(
-                &mut out,
-                chunk.len(),
-                TYPE_CONTINUATION,
-                flags,
-                self.stream_id,
-            );
+            let flags = if chunks.peek().is_none() { FLAG_END_HEADERS } else { 0 };
+            write_frame_header(&mut out, chunk.len(), TYPE_CONTINUATION, flags, self.stream_id);
             out.extend_from_slice(chunk);
         }
         out
@@ -687,9 +649,7 @@ mod tests {
     }
 
     fn parse_connection(bytes: &[u8]) -> Vec<Frame> {
-        let frames = bytes
-            .strip_prefix(PREFACE)
-            .expect("output lost the preface");
+        let frames = bytes.strip_prefix(PREFACE).expect("output lost the preface");
         parse_frames(frames)
     }
 
@@ -703,11 +663,7 @@ mod tests {
                 TYPE_HEADERS => {
                     assert!(fragment.is_empty(), "HEADERS inside an open block");
                     assert_eq!(f.flags & FLAG_PADDED, 0, "padding left in output");
-                    let skip = if f.flags & FLAG_PRIORITY != 0 {
-                        PRIORITY_LEN
-                    } else {
-                        0
-                    };
+                    let skip = if f.flags & FLAG_PRIORITY != 0 { PRIORITY_LEN } else { 0 };
                     fragment.extend_from_slice(&f.payload[skip..]);
                 }
                 TYPE_CONTINUATION => fragment.extend_from_slice(&f.payload),
@@ -715,11 +671,7 @@ mod tests {
             }
             assert!(f.payload.len() <= MAX_FRAME_PAYLOAD, "oversized frame");
             if f.flags & FLAG_END_HEADERS != 0 {
-                blocks.push(
-                    Decoder::new()
-                        .decode(&fragment)
-                        .expect("output is valid HPACK"),
-                );
+                blocks.push(Decoder::new().decode(&fragment).expect("output is valid HPACK"));
                 fragment.clear();
             }
         }
@@ -738,12 +690,7 @@ mod tests {
 
     impl ChunkedReader {
         fn new(data: Vec<u8>, chunk: usize) -> Self {
-            Self {
-                data,
-                pos: 0,
-                chunk,
-                stall: false,
-            }
+            Self { data, pos: 0, chunk, stall: false }
         }
     }
 
@@ -759,10 +706,7 @@ mod tests {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            let n = this
-                .chunk
-                .min(buf.remaining())
-                .min(this.data.len() - this.pos);
+            let n = this.chunk.min(buf.remaining()).min(this.data.len() - this.pos);
             buf.put_slice(&this.data[this.pos..this.pos + n]);
             this.pos += n;
             Poll::Ready(Ok(()))
@@ -789,10 +733,7 @@ mod tests {
         let expected = rewrite(input.clone(), usize::MAX, 64 * 1024).await.unwrap();
         for (chunk, read_size) in [(1, 8192), (7, 8192), (7, 3), (4096, 100), (100_000, 8192)] {
             let out = rewrite(input.clone(), chunk, read_size).await.unwrap();
-            assert!(
-                out == expected,
-                "output differs for chunk {chunk}, read {read_size}"
-            );
+            assert!(out == expected, "output differs for chunk {chunk}, read {read_size}");
         }
         expected
     }
@@ -825,11 +766,7 @@ mod tests {
         for value in [0, 1, 126, 127, 128, 16_383, 16_384, 1 << 20, (1 << 28) - 1] {
             for prefix in [5, 7, 8] {
                 let reference = loona_hpack::encoder::encode_integer(value, prefix);
-                assert_eq!(
-                    encoded(value, prefix),
-                    reference,
-                    "{value} with {prefix}-bit prefix"
-                );
+                assert_eq!(encoded(value, prefix), reference, "{value} with {prefix}-bit prefix");
             }
         }
     }
@@ -848,12 +785,7 @@ mod tests {
 
     #[test]
     fn authority_validity_follows_http_crate() {
-        for good in [
-            &b"localhost"[..],
-            b"example.com:443",
-            b"127.0.0.1:50051",
-            b"[::1]:80",
-        ] {
+        for good in [&b"localhost"[..], b"example.com:443", b"127.0.0.1:50051", b"[::1]:80"] {
             assert!(is_valid_authority(good), "{good:?}");
         }
         for bad in [&b""[..], SOCKET_PATH, b"aws.sock/x", b"a b", b"\xff"] {
@@ -866,11 +798,8 @@ mod tests {
         let headers = grpc_headers(SOCKET_PATH);
         let block = hpack(&mut Encoder::new(), &headers);
         let data = frame(TYPE_DATA, FLAG_END_STREAM, 1, &[7; 300]);
-        let input = connection(&[
-            settings_frame(),
-            frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &block),
-            data.clone(),
-        ]);
+        let input =
+            connection(&[settings_frame(), frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &block), data.clone()]);
 
         let frames = parse_connection(&rewrite_every_way(input).await);
 
@@ -879,10 +808,7 @@ mod tests {
         assert_eq!(frames[1].kind, TYPE_HEADERS);
         assert_eq!(frames[1].flags, FLAG_END_HEADERS);
         assert_eq!(frames[1].stream_id, 1);
-        assert_eq!(
-            decode_blocks(&frames),
-            [with_authority(&headers, b"localhost")]
-        );
+        assert_eq!(decode_blocks(&frames), [with_authority(&headers, b"localhost")]);
         assert_eq!(parse_frames(&data), frames[2..]);
     }
 
@@ -894,10 +820,7 @@ mod tests {
 
         let frames = parse_connection(&rewrite_every_way(input).await);
 
-        assert_eq!(
-            decode_blocks(&frames),
-            [with_authority(&headers, b"localhost")]
-        );
+        assert_eq!(decode_blocks(&frames), [with_authority(&headers, b"localhost")]);
     }
 
     #[tokio::test]
@@ -927,18 +850,8 @@ mod tests {
         // table), but grpc-go does; the last block refers to it by index.
         let input = connection(&[
             frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &first_block),
-            frame(
-                TYPE_HEADERS,
-                FLAG_END_HEADERS | FLAG_END_STREAM,
-                3,
-                &second_block,
-            ),
-            frame(
-                TYPE_HEADERS,
-                FLAG_END_HEADERS,
-                5,
-                &request_block(SOCKET_PATH, true),
-            ),
+            frame(TYPE_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, 3, &second_block),
+            frame(TYPE_HEADERS, FLAG_END_HEADERS, 5, &request_block(SOCKET_PATH, true)),
             frame(TYPE_HEADERS, FLAG_END_HEADERS, 7, &REPEATED_REQUEST_BLOCK),
         ]);
 
@@ -973,15 +886,9 @@ mod tests {
         let frames = parse_connection(&rewrite_every_way(input).await);
 
         assert_eq!(frames.len(), 1);
-        assert_eq!(
-            frames[0].flags,
-            FLAG_PRIORITY | FLAG_END_STREAM | FLAG_END_HEADERS
-        );
+        assert_eq!(frames[0].flags, FLAG_PRIORITY | FLAG_END_STREAM | FLAG_END_HEADERS);
         assert_eq!(frames[0].payload[..PRIORITY_LEN], priority);
-        assert_eq!(
-            decode_blocks(&frames),
-            [with_authority(&headers, b"localhost")]
-        );
+        assert_eq!(decode_blocks(&frames), [with_authority(&headers, b"localhost")]);
     }
 
     #[tokio::test]
@@ -991,12 +898,7 @@ mod tests {
         let mut payload = vec![3];
         payload.extend_from_slice(&block);
         payload.extend_from_slice(&[0; 3]);
-        let input = connection(&[frame(
-            TYPE_HEADERS,
-            FLAG_PADDED | FLAG_END_HEADERS,
-            1,
-            &payload,
-        )]);
+        let input = connection(&[frame(TYPE_HEADERS, FLAG_PADDED | FLAG_END_HEADERS, 1, &payload)]);
 
         let frames = parse_connection(&rewrite_every_way(input).await);
 
@@ -1022,10 +924,7 @@ mod tests {
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[0].kind, TYPE_HEADERS);
         assert_eq!(frames[0].flags, FLAG_END_STREAM | FLAG_END_HEADERS);
-        assert_eq!(
-            decode_blocks(&frames),
-            [with_authority(&headers, b"localhost")]
-        );
+        assert_eq!(decode_blocks(&frames), [with_authority(&headers, b"localhost")]);
         assert_eq!(frames[1].payload, b"after");
     }
 
@@ -1040,30 +939,20 @@ mod tests {
         first.extend_from_slice(chunks.next().unwrap());
         input_frames.push(frame(TYPE_HEADERS, FLAG_PRIORITY, 1, &first));
         while let Some(chunk) = chunks.next() {
-            let flags = if chunks.peek().is_none() {
-                FLAG_END_HEADERS
-            } else {
-                0
-            };
+            let flags = if chunks.peek().is_none() { FLAG_END_HEADERS } else { 0 };
             input_frames.push(frame(TYPE_CONTINUATION, flags, 1, chunk));
         }
         let input = connection(&input_frames);
 
         let frames = parse_connection(&rewrite_every_way(input).await);
 
-        let kinds: Vec<_> = frames
-            .iter()
-            .map(|f| (f.kind, f.flags, f.payload.len()))
-            .collect();
+        let kinds: Vec<_> = frames.iter().map(|f| (f.kind, f.flags, f.payload.len())).collect();
         assert_eq!(kinds[0], (TYPE_HEADERS, FLAG_PRIORITY, MAX_FRAME_PAYLOAD));
         assert_eq!(kinds[1], (TYPE_CONTINUATION, 0, MAX_FRAME_PAYLOAD));
         assert_eq!(kinds[2].0, TYPE_CONTINUATION);
         assert_eq!(kinds[2].1, FLAG_END_HEADERS);
         assert_eq!(kinds.len(), 3);
-        assert_eq!(
-            decode_blocks(&frames),
-            [with_authority(&headers, b"localhost")]
-        );
+        assert_eq!(decode_blocks(&frames), [with_authority(&headers, b"localhost")]);
     }
 
     #[tokio::test]
@@ -1076,16 +965,12 @@ mod tests {
             frame(TYPE_DATA, FLAG_END_STREAM, 1, &body[..1000]),
         ]);
         let expected = input.clone();
-        let (_, expected_frames) =
-            expected.split_at(PREFACE.len() + FRAME_HEADER_LEN + block.len());
+        let (_, expected_frames) = expected.split_at(PREFACE.len() + FRAME_HEADER_LEN + block.len());
 
         for (chunk, read_size) in [(16_384, 8192), (100_000, 65_536), (usize::MAX, 1 << 24)] {
             let out = rewrite(input.clone(), chunk, read_size).await.unwrap();
             let (_, out_frames) = out.split_at(out.len() - expected_frames.len());
-            assert!(
-                out_frames == expected_frames,
-                "DATA changed for chunk {chunk}"
-            );
+            assert!(out_frames == expected_frames, "DATA changed for chunk {chunk}");
         }
     }
 
@@ -1094,11 +979,7 @@ mod tests {
         let mut near_miss = PREFACE.to_vec();
         near_miss[23] = b'X';
         near_miss.extend_from_slice(&frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &[0xff; 9]));
-        for input in [
-            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
-            near_miss,
-            b"PRI".to_vec(),
-        ] {
+        for input in [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), near_miss, b"PRI".to_vec()] {
             assert_eq!(rewrite_every_way(input.clone()).await, input);
         }
     }
@@ -1132,10 +1013,7 @@ mod tests {
 
     #[tokio::test]
     async fn output_before_a_bad_frame_is_delivered_first() {
-        let input = connection(&[
-            settings_frame(),
-            frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &[0xff]),
-        ]);
+        let input = connection(&[settings_frame(), frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &[0xff])]);
         let mut wrapper = AuthorityRewrite::new(ChunkedReader::new(input, usize::MAX));
         let mut out = vec![0; 1024];
         let n = wrapper.read(&mut out).await.unwrap();
@@ -1162,24 +1040,11 @@ mod tests {
         let block = hpack(&mut Encoder::new(), &grpc_headers(SOCKET_PATH));
         let too_much_padding = [&[200][..], &block].concat();
         let cases = [
-            frame(
-                TYPE_HEADERS,
-                FLAG_END_HEADERS | FLAG_PADDED,
-                1,
-                &too_much_padding,
-            ),
+            frame(TYPE_HEADERS, FLAG_END_HEADERS | FLAG_PADDED, 1, &too_much_padding),
             frame(TYPE_HEADERS, FLAG_END_HEADERS | FLAG_PADDED, 1, &[]),
             frame(TYPE_HEADERS, FLAG_END_HEADERS | FLAG_PRIORITY, 1, &[0, 0]),
-            [
-                frame(TYPE_HEADERS, 0, 1, &block),
-                frame(TYPE_DATA, 0, 1, b"x"),
-            ]
-            .concat(),
-            [
-                frame(TYPE_HEADERS, 0, 1, &block),
-                frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 3, &[]),
-            ]
-            .concat(),
+            [frame(TYPE_HEADERS, 0, 1, &block), frame(TYPE_DATA, 0, 1, b"x")].concat(),
+            [frame(TYPE_HEADERS, 0, 1, &block), frame(TYPE_CONTINUATION, FLAG_END_HEADERS, 3, &[])].concat(),
         ];
         for case in cases {
             invalid_data(rewrite(connection(&[case]), 7, 8192).await);
@@ -1201,10 +1066,7 @@ mod tests {
 
         // Endless empty CONTINUATION frames add no fragment but still count.
         let mut flood = vec![frame(TYPE_HEADERS, 0, 1, &[0x82])];
-        flood.resize(
-            MAX_HEADER_BLOCK / FRAME_HEADER_LEN + 2,
-            frame(TYPE_CONTINUATION, 0, 1, &[]),
-        );
+        flood.resize(MAX_HEADER_BLOCK / FRAME_HEADER_LEN + 2, frame(TYPE_CONTINUATION, 0, 1, &[]));
         invalid_data(rewrite(connection(&flood), 100_000, 8192).await);
 
         // HPACK bomb: one large table entry, then a block referencing it a
@@ -1218,11 +1080,7 @@ mod tests {
         let mut chunks = bomb.chunks(MAX_FRAME_PAYLOAD).peekable();
         frames.push(frame(TYPE_HEADERS, 0, 3, chunks.next().unwrap()));
         while let Some(chunk) = chunks.next() {
-            let flags = if chunks.peek().is_none() {
-                FLAG_END_HEADERS
-            } else {
-                0
-            };
+            let flags = if chunks.peek().is_none() { FLAG_END_HEADERS } else { 0 };
             frames.push(frame(TYPE_CONTINUATION, flags, 3, chunk));
         }
         let reason = invalid_data(rewrite(connection(&frames), 100_000, 8192).await);
@@ -1277,16 +1135,10 @@ mod tests {
         };
 
         // Settings plus half a HEADERS frame: the settings come out now.
-        client
-            .write_all(&connection(&[settings_frame(), headers[..10].to_vec()]))
-            .await
-            .unwrap();
+        client.write_all(&connection(&[settings_frame(), headers[..10].to_vec()])).await.unwrap();
         assert_eq!(read(&mut wrapper).await, connection(&[settings_frame()]));
         // The rest of HEADERS plus part of a DATA frame: both come out.
-        client
-            .write_all(&[&headers[10..], &data[..100]].concat())
-            .await
-            .unwrap();
+        client.write_all(&[&headers[10..], &data[..100]].concat()).await.unwrap();
         let got = read(&mut wrapper).await;
         assert_eq!(got[got.len() - 100..], data[..100]);
         // The rest of the DATA frame goes through as it arrives.
@@ -1357,12 +1209,7 @@ mod tests {
         let mut request = connection(&[frame(TYPE_SETTINGS, 0, 0, &[])]);
         for (i, block) in blocks.iter().enumerate() {
             let stream_id = 2 * i as u32 + 1;
-            request.extend(frame(
-                TYPE_HEADERS,
-                FLAG_END_HEADERS | FLAG_END_STREAM,
-                stream_id,
-                block,
-            ));
+            request.extend(frame(TYPE_HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream_id, block));
         }
         stream.write_all(&request).await.unwrap();
 
@@ -1371,18 +1218,13 @@ mod tests {
         let mut header = [0; FRAME_HEADER_LEN];
         while outcomes.len() < blocks.len() {
             let read = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut header));
-            read.await
-                .expect("server went silent")
-                .expect("server closed");
+            read.await.expect("server went silent").expect("server closed");
             let h = FrameHeader::parse(&header).unwrap();
             let mut payload = vec![0; h.len];
             stream.read_exact(&mut payload).await.unwrap();
             match h.kind {
                 TYPE_SETTINGS if h.flags & FLAG_ACK == 0 => {
-                    stream
-                        .write_all(&frame(TYPE_SETTINGS, FLAG_ACK, 0, &[]))
-                        .await
-                        .unwrap();
+                    stream.write_all(&frame(TYPE_SETTINGS, FLAG_ACK, 0, &[])).await.unwrap();
                 }
                 TYPE_HEADERS => {
                     let headers = decoder.decode(&payload).unwrap();
@@ -1445,10 +1287,7 @@ mod tests {
 
         let outcomes = exchange(&path, &blocks).await;
 
-        assert_eq!(
-            outcomes,
-            [(1, ok_response()), (3, ok_response()), (5, ok_response())]
-        );
+        assert_eq!(outcomes, [(1, ok_response()), (3, ok_response()), (5, ok_response())]);
     }
 
     #[tokio::test]

