@@ -3,11 +3,13 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
+pub mod cache;
 pub mod check;
 pub mod class;
 pub mod cli;
 pub mod client;
 pub mod identity;
+pub mod kube;
 pub mod metrics;
 pub mod mount;
 pub mod render;

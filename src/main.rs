@@ -2,10 +2,13 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
+use csi_provider_aws::aws::sts_config;
 use csi_provider_aws::aws::{AwsSettings, AwsStore, load_sdk_config};
 use csi_provider_aws::cli::{Cli, Command, ServeArgs};
-use csi_provider_aws::identity::ProviderCredentials;
+use csi_provider_aws::identity::{PodCredentials, PodIdentityAgent};
+use csi_provider_aws::kube::{ClusterLookup, KubeLookup, KubeSource};
 use csi_provider_aws::metrics::{self, Metrics};
 use csi_provider_aws::mount::{MountSettings, Mounter};
 use csi_provider_aws::{check, client, server, telemetry};
@@ -82,14 +85,29 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let sdk = load_sdk_config(&settings).await;
     let default_region = std::env::var("AWS_REGION").ok().filter(|r| !r.trim().is_empty());
     let store = AwsStore::new(sdk.clone(), settings.max_concurrent_requests);
-    let credentials = ProviderCredentials(sdk.credentials_provider());
+    let timeout = args.pod_identity_http_timeout.and_then(|t| t.0).unwrap_or(Duration::from_secs(1));
+    let agent = match PodIdentityAgent::new(
+        &args.pod_identity_agent_ipv4_endpoint,
+        &args.pod_identity_agent_ipv6_endpoint,
+        timeout,
+    ) {
+        Ok(agent) => agent,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Created lazily: start-up never needs a reachable API server.
+    let cluster: Arc<dyn ClusterLookup> = Arc::new(KubeLookup::new(KubeSource::Infer, args.qps, args.burst));
+    let credentials = PodCredentials::new(sts_config(&sdk), cluster.clone(), agent);
     let mount_settings = MountSettings {
         driver_writes_secrets: args.driver_writes_secrets,
         default_region,
         max_objects: args.max_objects,
         ..MountSettings::default()
     };
-    let mounter = Arc::new(Mounter::new(mount_settings, Arc::new(store), Arc::new(credentials)));
+    let mounter =
+        Arc::new(Mounter::new(mount_settings, Arc::new(store), Arc::new(credentials), Some(cluster)));
     let metrics = Arc::new(Metrics::new());
 
     let metrics_listener = match metrics::bind(args.metrics_addr).await {

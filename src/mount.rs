@@ -9,6 +9,7 @@ use crate::aws::failover::{self, FetchFailure, FetchItem};
 use crate::aws::{FetchTarget, SecretRef, SecretStore};
 use crate::class::{ClassError, SecretObject, SecretProviderClass};
 use crate::identity::{CredentialSource, IdentityError};
+use crate::kube::ClusterLookup;
 use crate::proto;
 use crate::render::{self, RenderError, Rendered};
 use crate::request::{MountInput, Pod, RequestError};
@@ -50,10 +51,13 @@ pub enum MountError {
     #[error(transparent)]
     Class(#[from] ClassError),
     #[error(
-        "no AWS region for this mount: set `region` in the SecretProviderClass parameters, or \
-         AWS_REGION in the provider's environment"
+        "no AWS region for this mount: set `region` in the SecretProviderClass parameters, \
+         AWS_REGION in the provider's environment, or the topology.kubernetes.io/region label \
+         on node of pod {namespace}/{pod}"
     )]
-    NoRegion,
+    NoRegion { namespace: String, pod: String },
+    #[error("cannot find the pod's region: {0}")]
+    Region(crate::kube::ClusterError),
     #[error(
         "the SecretProviderClass has {count} objects; the limit is {limit} (raise --max-objects \
          or split the class)"
@@ -79,10 +83,15 @@ impl MountError {
     /// The gRPC code the driver sees (it ends up in the pod's events with the message).
     pub fn code(&self) -> Code {
         match self {
-            Self::Request(_) | Self::Class(_) | Self::NoRegion | Self::Render(_) => Code::InvalidArgument,
+            Self::Request(_) | Self::Class(_) | Self::NoRegion { .. } | Self::Render(_) => {
+                Code::InvalidArgument
+            }
+            Self::Region(crate::kube::ClusterError::NotFound { .. }) => Code::NotFound,
+            Self::Region(crate::kube::ClusterError::Unavailable { .. }) => Code::Unavailable,
+            Self::Region(_) => Code::PermissionDenied,
             Self::TooManyObjects { .. } => Code::InvalidArgument,
             Self::TooLarge { .. } => Code::ResourceExhausted,
-            Self::Identity(_) => Code::PermissionDenied,
+            Self::Identity(e) => e.code(),
             Self::Fetch { failures, .. } => failures.first().map_or(Code::Internal, fetch_code),
             Self::Write(_) => Code::Internal,
         }
@@ -93,7 +102,7 @@ impl MountError {
         match self {
             Self::Request(_) => "bad_request",
             Self::Class(_) => "invalid_class",
-            Self::NoRegion => "no_region",
+            Self::NoRegion { .. } | Self::Region(_) => "no_region",
             Self::TooManyObjects { .. } => "too_many_objects",
             Self::Identity(_) => "identity",
             Self::Fetch { failures, .. } => match failures.first().map(|f| f.primary().class) {
@@ -187,15 +196,38 @@ pub struct Mounter {
     settings: MountSettings,
     store: Arc<dyn SecretStore>,
     credentials: Arc<dyn CredentialSource>,
+    cluster: Option<Arc<dyn ClusterLookup>>,
 }
 
 impl Mounter {
+    /// `cluster` finds the region of the pod's node when neither the class nor the provider's
+    /// environment names one.
     pub fn new(
         settings: MountSettings,
         store: Arc<dyn SecretStore>,
         credentials: Arc<dyn CredentialSource>,
+        cluster: Option<Arc<dyn ClusterLookup>>,
     ) -> Self {
-        Self { settings, store, credentials }
+        Self { settings, store, credentials, cluster }
+    }
+
+    /// The mount's region: the class's `region`, else the provider's `AWS_REGION`, else the
+    /// `topology.kubernetes.io/region` label of the pod's node.
+    async fn region(&self, class: &SecretProviderClass, pod: &Pod) -> Result<String, MountError> {
+        if let Some(region) = class.region.clone().or_else(|| self.settings.default_region.clone()) {
+            return Ok(region);
+        }
+        let no_region = || MountError::NoRegion { namespace: pod.namespace.clone(), pod: pod.name.clone() };
+        let Some(cluster) = &self.cluster else { return Err(no_region()) };
+        if pod.namespace.is_empty() || pod.name.is_empty() {
+            return Err(no_region());
+        }
+        let region = cluster.node_region(&pod.namespace, &pod.name).await.map_err(MountError::Region)?;
+        let region = region.ok_or_else(no_region)?;
+        crate::class::check_region_name(&region).map_err(|e| {
+            MountError::Class(ClassError { problems: vec![format!("node region label: {e}")] })
+        })?;
+        Ok(region)
     }
 
     pub fn settings(&self) -> &MountSettings {
@@ -227,13 +259,11 @@ impl Mounter {
     }
 
     async fn fetch_and_render(&self, class: &SecretProviderClass, pod: &Pod) -> Result<Rendered, MountError> {
-        let region = class
-            .region
-            .clone()
-            .or_else(|| self.settings.default_region.clone())
-            .ok_or(MountError::NoRegion)?;
+        let region = self.region(class, pod).await?;
         class.check_regions(&region)?;
-        let credentials = self.credentials.credentials(pod, class.auth, &region).await?;
+        let regions: Vec<String> =
+            std::iter::once(region.clone()).chain(class.failover_region.clone()).collect();
+        let credentials = self.credentials.credentials(pod, class.auth, &regions).await?;
         let primary = FetchTarget { region: region.clone(), credentials: credentials.clone() };
         let failover_target = class
             .failover_region

@@ -173,11 +173,14 @@ async fn grpcurl_lists_describes_and_calls_without_proto_files() {
 
     let name = unique("grpcurl");
     create_secret("us-east-1", &name, "hello").await;
+    let mut attributes = pod_context();
+    attributes.insert("region".into(), "us-east-1".into());
+    attributes.insert(
+        "objects".into(),
+        format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}").into(),
+    );
     let request = serde_json::json!({
-        "attributes": serde_json::json!({
-            "region": "us-east-1",
-            "objects": format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}"),
-        }).to_string(),
+        "attributes": serde_json::Value::Object(attributes).to_string(),
         "targetPath": "/t",
         "permission": "420",
     });
@@ -271,7 +274,11 @@ async fn sigterm_lets_an_in_flight_mount_finish() {
     let name = unique("slow");
     create_secret("us-east-1", &name, "v").await;
     let dir = tempfile::tempdir().unwrap();
-    let binary = Binary::start(&["--driver-writes-secrets"], &[("AWS_ENDPOINT_URL", &proxy.url())], dir);
+    let kube = FakeKube::start().await;
+    let kubeconfig = kube.kubeconfig.display().to_string();
+    let env = [("AWS_ENDPOINT_URL", proxy.url()), ("KUBECONFIG", kubeconfig)];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let binary = Binary::start(&["--driver-writes-secrets"], &env, dir);
     let mut client = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
         channel(&binary.socket()).await,
     );

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Quick start: runs the provider against a local AWS emulator (moto) and mounts
-# examples/local/secretproviderclass.yaml into ./mnt, acting as the CSI driver would.
+# examples/local/secretproviderclass.yaml into ./mnt, acting as the CSI driver would: the
+# pod's service-account token is exchanged with (moto's) STS for the IAM role its service
+# account is annotated with, served by a stand-in Kubernetes API (fake-kube.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -10,6 +12,7 @@ MNT="${MNT:-$PWD/mnt}"
 cleanup() {
   [[ -n "${PROVIDER_PID:-}" ]] && kill "$PROVIDER_PID" 2>/dev/null || true
   [[ -n "${MOTO_PID:-}" ]] && kill "$MOTO_PID" 2>/dev/null || true
+  [[ -n "${KUBE_PID:-}" ]] && kill "$KUBE_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -33,13 +36,27 @@ ssm.put_parameter(Name="/shop/prod/api-url", Value="https://api.example.com", Ty
 ssm.put_parameter(Name="/shop/prod/api-key", Value="k-123", Type="SecureString")
 PY
 
-"$BIN" --provider-volume="$WORK" --metrics-addr=127.0.0.1:0 2>"$WORK/provider.log" &
+KUBE_PORT=$((PORT + 1))
+python3 examples/local/fake-kube.py "$KUBE_PORT" &
+KUBE_PID=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KUBE_PORT") 2>/dev/null && break; sleep 0.1; done
+cat >"$WORK/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "http://127.0.0.1:$KUBE_PORT"}}]
+users: [{name: local, user: {token: local}}]
+contexts: [{name: local, context: {cluster: local, user: local}}]
+current-context: local
+KUBECONFIG
+
+KUBECONFIG="$WORK/kubeconfig" "$BIN" --provider-volume="$WORK" --metrics-addr=127.0.0.1:0 2>"$WORK/provider.log" &
 PROVIDER_PID=$!
 for _ in $(seq 100); do [[ -S "$WORK/aws.sock" ]] && break; sleep 0.1; done
 
 rm -rf "$MNT"
 "$BIN" mount --socket "$WORK/aws.sock" --spc examples/local/secretproviderclass.yaml --target "$MNT" \
-  --pod shop-0 --namespace shop --service-account shop
+  --pod shop-0 --namespace shop --service-account shop \
+  --tokens '{"sts.amazonaws.com": {"token": "local-sa-token", "expirationTimestamp": "2099-01-01T00:00:00Z"}}'
 echo
 for f in "$MNT"/*; do printf '%s  %s\n' "$(stat -c %a "$f")" "$f"; done
 echo

@@ -129,6 +129,14 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     loader.load().await
 }
 
+/// The configuration for STS AssumeRoleWithWebIdentity: the shared one without credentials,
+/// since the call is authenticated by the pod's token, not signed.
+pub fn sts_config(sdk: &SdkConfig) -> SdkConfig {
+    let mut builder = sdk.to_builder();
+    builder.set_credentials_provider(None);
+    builder.build()
+}
+
 /// The real AWS: Secrets Manager GetSecretValue and SSM GetParameters.
 #[derive(Clone)]
 pub struct AwsStore {

@@ -1,29 +1,107 @@
-//! The AWS identity a mount fetches with.
+//! The AWS identity a mount fetches with: the pod's own, never the provider's. IRSA (the
+//! service account's role, assumed with the pod's token) or EKS Pod Identity (the node's
+//! agent, given the pod's token). Credentials are cached until shortly before they expire,
+//! keyed by everything they derive from, so a pod only ever gets credentials made from its
+//! own token, service account and role.
 
+pub mod irsa;
+pub mod pod_identity;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
 
+use crate::aws::ErrorClass;
+use crate::cache::{Cache, Lookup};
 use crate::class::AuthMethod;
+use crate::kube::{ClusterError, ClusterLookup};
 use crate::request::Pod;
+pub use pod_identity::PodIdentityAgent;
 
-/// Why no credentials could be had for a pod; names the pod's objects, never tokens.
+/// Why no credentials could be had for a pod. Never carries a token or a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
+    #[error(
+        "the CSI driver passed no service account token: configure tokenRequests in the CSIDriver \
+         secrets-store.csi.k8s.io with the audiences \"sts.amazonaws.com\" (IRSA) and \
+         \"pods.eks.amazonaws.com\" (Pod Identity), e.g. Helm value tokenRequests of the driver's chart"
+    )]
+    NoTokens,
+    #[error(
+        "no service account token for audience {0:?}: add it to tokenRequests in the CSIDriver \
+         secrets-store.csi.k8s.io (audiences \"sts.amazonaws.com\" and \"pods.eks.amazonaws.com\")"
+    )]
+    NoTokenForAudience(String),
+    #[error("csi.storage.k8s.io/serviceAccount.tokens is not the driver's JSON: {0}")]
+    BadTokens(String),
+    #[error(
+        "service account {namespace}/{service_account} has no eks.amazonaws.com/role-arn \
+         annotation: annotate it with the IAM role the pod should use (IRSA), or set \
+         usePodIdentity: \"true\" in the SecretProviderClass for EKS Pod Identity"
+    )]
+    NoRole { namespace: String, service_account: String },
+    #[error("the mount request names no {0}; the CSI driver always sends it")]
+    NoPodField(&'static str),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("STS AssumeRoleWithWebIdentity for role {role} in {region} failed: {message}")]
+    Sts { role: String, region: String, class: ErrorClass, code: Option<String>, message: String },
+    #[error("the EKS Pod Identity agent refused the pod's token (HTTP {status}): {message}")]
+    AgentRejected { status: u16, message: String },
+    #[error(
+        "the EKS Pod Identity agent did not answer ({0}); check that the eks-pod-identity-agent \
+         add-on runs on this node, or set preferredAddressType"
+    )]
+    AgentUnavailable(String),
     #[error("no AWS credentials are available to the provider: {0}")]
     NoCredentials(String),
 }
 
+impl IdentityError {
+    /// Whether the cause may go away by itself (the driver retries the mount).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Sts { class, .. } => class.is_transient(),
+            Self::AgentUnavailable(_) => true,
+            Self::Cluster(ClusterError::Unavailable { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// The gRPC code for the driver.
+    pub fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::NoTokens | Self::NoTokenForAudience(_) | Self::BadTokens(_) | Self::NoPodField(_) => {
+                Code::InvalidArgument
+            }
+            Self::Cluster(ClusterError::NotFound { .. }) => Code::NotFound,
+            _ if self.is_transient() => Code::Unavailable,
+            _ => Code::PermissionDenied,
+        }
+    }
+}
+
 /// Produces the credentials a pod's mount uses.
 pub trait CredentialSource: Send + Sync {
+    /// Credentials for `pod`; `regions` are the mount's primary then failover region (STS is
+    /// asked in the first that answers).
     fn credentials<'a>(
         &'a self,
         pod: &'a Pod,
         auth: AuthMethod,
-        region: &'a str,
+        regions: &'a [String],
     ) -> BoxFuture<'a, Result<SharedCredentialsProvider, IdentityError>>;
 }
 
-/// The provider's own credentials (the SDK's default chain), whatever the pod.
+/// The provider's own credentials (the SDK's default chain), whatever the pod. For tests and
+/// single-tenant setups only; the provider binary uses [`PodCredentials`].
 pub struct ProviderCredentials(pub Option<SharedCredentialsProvider>);
 
 impl CredentialSource for ProviderCredentials {
@@ -31,11 +109,148 @@ impl CredentialSource for ProviderCredentials {
         &'a self,
         _pod: &'a Pod,
         _auth: AuthMethod,
-        _region: &'a str,
+        _regions: &'a [String],
     ) -> BoxFuture<'a, Result<SharedCredentialsProvider, IdentityError>> {
         let result = self.0.clone().ok_or_else(|| {
             IdentityError::NoCredentials("the SDK's default credential chain found none".into())
         });
         Box::pin(async move { result })
     }
+}
+
+/// Everything a cached credential derives from. The token is kept only as a SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CredentialKey {
+    method: &'static str,
+    namespace: String,
+    service_account: String,
+    role: String,
+    token_digest: [u8; 32],
+}
+
+/// Cache hit/miss counts, for metrics.
+#[derive(Debug, Default)]
+pub struct CredentialStats {
+    pub fetches: std::sync::atomic::AtomicU64,
+    pub hits: std::sync::atomic::AtomicU64,
+}
+
+/// The pod's own identity: IRSA or EKS Pod Identity, cached.
+pub struct PodCredentials {
+    sts: SdkConfig,
+    cluster: Arc<dyn ClusterLookup>,
+    agent: Arc<PodIdentityAgent>,
+    cache: Cache<CredentialKey, Credentials, IdentityError>,
+    pub stats: Arc<CredentialStats>,
+}
+
+/// Credentials are used until this long before they expire.
+const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+/// How long credentials without an expiry are reused.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(900);
+
+impl PodCredentials {
+    /// `sts` is the SDK configuration for STS (no credentials of its own: the call is unsigned).
+    pub fn new(sts: SdkConfig, cluster: Arc<dyn ClusterLookup>, agent: PodIdentityAgent) -> Self {
+        Self {
+            sts,
+            cluster,
+            agent: Arc::new(agent),
+            cache: Cache::new(10_000),
+            stats: Arc::new(CredentialStats::default()),
+        }
+    }
+
+    async fn resolve(
+        &self,
+        pod: &Pod,
+        auth: AuthMethod,
+        regions: &[String],
+    ) -> Result<Credentials, IdentityError> {
+        if pod.namespace.is_empty() {
+            return Err(IdentityError::NoPodField("csi.storage.k8s.io/pod.namespace"));
+        }
+        if pod.service_account.is_empty() {
+            return Err(IdentityError::NoPodField("csi.storage.k8s.io/serviceAccount.name"));
+        }
+        let (result, lookup) = match auth {
+            AuthMethod::Irsa => {
+                let token = tokens::token_for(pod.tokens.as_ref(), tokens::IRSA_AUDIENCE)?;
+                let role =
+                    self.cluster.role_arn(&pod.namespace, &pod.service_account).await?.ok_or_else(|| {
+                        IdentityError::NoRole {
+                            namespace: pod.namespace.clone(),
+                            service_account: pod.service_account.clone(),
+                        }
+                    })?;
+                let key = key("irsa", pod, &role, &token);
+                let sts = self.sts.clone();
+                let session = irsa::session_name(&pod.namespace, &pod.service_account);
+                let regions = regions.to_vec();
+                self.cache
+                    .get_or_fetch(key, move || async move {
+                        let mut last = None;
+                        for region in &regions {
+                            match irsa::assume_role(&sts, region, &role, &token, &session).await {
+                                Ok(credentials) => return Ok(with_expiry(credentials)),
+                                // Another region's STS may answer when this one is down.
+                                Err(e) if e.is_transient() => last = Some(e),
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        Err(last.unwrap_or_else(|| {
+                            IdentityError::NoCredentials("no region to call STS in".into())
+                        }))
+                    })
+                    .await
+            }
+            AuthMethod::PodIdentity(preference) => {
+                let token = tokens::token_for(pod.tokens.as_ref(), tokens::POD_IDENTITY_AUDIENCE)?;
+                let key = key("pod-identity", pod, "", &token);
+                let agent = self.agent.clone();
+                self.cache
+                    .get_or_fetch(key, move || async move {
+                        agent.credentials(&token, preference).await.map(with_expiry)
+                    })
+                    .await
+            }
+        };
+        let counter = if lookup == Lookup::Miss { &self.stats.fetches } else { &self.stats.hits };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+}
+
+impl CredentialSource for PodCredentials {
+    fn credentials<'a>(
+        &'a self,
+        pod: &'a Pod,
+        auth: AuthMethod,
+        regions: &'a [String],
+    ) -> BoxFuture<'a, Result<SharedCredentialsProvider, IdentityError>> {
+        Box::pin(async move { self.resolve(pod, auth, regions).await.map(SharedCredentialsProvider::new) })
+    }
+}
+
+fn key(method: &'static str, pod: &Pod, role: &str, token: &crate::secret::SecretString) -> CredentialKey {
+    CredentialKey {
+        method,
+        namespace: pod.namespace.clone(),
+        service_account: pod.service_account.clone(),
+        role: role.to_owned(),
+        token_digest: Sha256::digest(token.expose().as_bytes()).into(),
+    }
+}
+
+/// Pairs credentials with the instant the cache must stop serving them.
+fn with_expiry(credentials: Credentials) -> (Credentials, Instant) {
+    let lifetime = match credentials.expiry() {
+        Some(expiry) => {
+            let left = expiry.duration_since(SystemTime::now()).unwrap_or_default();
+            // Short-lived credentials are used for half their life at most.
+            left.saturating_sub(REFRESH_BEFORE_EXPIRY).max(left / 2)
+        }
+        None => DEFAULT_LIFETIME,
+    };
+    (credentials, Instant::now() + lifetime)
 }

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use csi_provider_aws::aws::sts_config;
 use csi_provider_aws::aws::{AwsSettings, AwsStore, load_sdk_config};
-use csi_provider_aws::identity::ProviderCredentials;
+use csi_provider_aws::identity::{PodCredentials, PodIdentityAgent, ProviderCredentials};
+use csi_provider_aws::kube::{ClusterLookup, KubeLookup, KubeSource};
 use csi_provider_aws::metrics::Metrics;
 use csi_provider_aws::mount::{MountSettings, Mounter};
 use csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient;
@@ -132,6 +134,13 @@ pub struct Options {
     /// Where the provider sends AWS calls (moto by default; a proxy for fault tests).
     pub endpoint: Option<String>,
     pub call_timeout: Duration,
+    /// A kubeconfig for the Kubernetes lookups; a default stand-in API server otherwise.
+    pub kubeconfig: Option<PathBuf>,
+    pub agent_ipv4: String,
+    pub agent_ipv6: String,
+    pub agent_timeout: Duration,
+    /// Use fixed test credentials instead of the pod's identity.
+    pub provider_credentials: bool,
 }
 
 impl Default for Options {
@@ -141,15 +150,25 @@ impl Default for Options {
             default_region: None,
             endpoint: None,
             call_timeout: Duration::from_secs(12),
+            kubeconfig: None,
+            agent_ipv4: "http://127.0.0.1:9/v1/credentials".into(),
+            agent_ipv6: "http://[::1]:9/v1/credentials".into(),
+            agent_timeout: Duration::from_millis(500),
+            provider_credentials: false,
         }
     }
 }
+
+/// The IRSA role of the default service account shop/web, in moto's account.
+pub const WEB_ROLE: &str = "arn:aws:iam::123456789012:role/web";
 
 /// The provider serving on a Unix socket in a temp directory, in this process.
 pub struct Provider {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub metrics: Arc<Metrics>,
+    /// The stand-in API server when the test gave no kubeconfig.
+    pub kube: Option<FakeKube>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -163,14 +182,32 @@ impl Provider {
             ..AwsSettings::default()
         };
         let sdk = load_sdk_config(&settings).await;
-        let store = AwsStore::new(sdk, settings.max_concurrent_requests);
+        let store = AwsStore::new(sdk.clone(), settings.max_concurrent_requests);
         let mount_settings = MountSettings {
             driver_writes_secrets: options.driver_writes_secrets,
             default_region: options.default_region.clone(),
             ..MountSettings::default()
         };
-        let credentials = ProviderCredentials(Some(test_credentials()));
-        let mounter = Arc::new(Mounter::new(mount_settings, Arc::new(store), Arc::new(credentials)));
+        let (kube, kubeconfig) = match &options.kubeconfig {
+            Some(path) => (None, path.clone()),
+            None => {
+                let kube = FakeKube::start().await;
+                let path = kube.kubeconfig.clone();
+                (Some(kube), path)
+            }
+        };
+        let cluster: Arc<dyn ClusterLookup> =
+            Arc::new(KubeLookup::new(KubeSource::Kubeconfig(kubeconfig), 100, 100));
+        let credentials: Arc<dyn csi_provider_aws::identity::CredentialSource> =
+            if options.provider_credentials {
+                Arc::new(ProviderCredentials(Some(test_credentials())))
+            } else {
+                let agent =
+                    PodIdentityAgent::new(&options.agent_ipv4, &options.agent_ipv6, options.agent_timeout)
+                        .unwrap();
+                Arc::new(PodCredentials::new(sts_config(&sdk), cluster.clone(), agent))
+            };
+        let mounter = Arc::new(Mounter::new(mount_settings, Arc::new(store), credentials, Some(cluster)));
         let metrics = Arc::new(Metrics::new());
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("aws.sock");
@@ -185,7 +222,7 @@ impl Provider {
             .await
             .unwrap();
         });
-        Self { dir, socket, metrics, stop: Some(stop), task: Some(task) }
+        Self { dir, socket, metrics, kube, stop: Some(stop), task: Some(task) }
     }
 
     /// A client that talks to the socket like the driver (authority `localhost`).
@@ -217,9 +254,19 @@ pub async fn channel(path: &Path) -> Channel {
         .unwrap()
 }
 
+/// The service-account tokens the driver passes (tokenRequests for both audiences).
+pub fn tokens_json(suffix: &str) -> String {
+    serde_json::json!({
+        "sts.amazonaws.com": {"token": format!("sts-token-{suffix}"), "expirationTimestamp": "2099-01-01T00:00:00Z"},
+        "pods.eks.amazonaws.com": {"token": format!("pod-token-{suffix}"), "expirationTimestamp": "2099-01-01T00:00:00Z"},
+    })
+    .to_string()
+}
+
 /// The volume context the driver adds to every mount.
 pub fn pod_context() -> serde_json::Map<String, serde_json::Value> {
     let mut map = serde_json::Map::new();
+    map.insert("csi.storage.k8s.io/serviceAccount.tokens".into(), tokens_json("web-0").into());
     for (k, v) in [
         ("csi.storage.k8s.io/pod.name", "web-0"),
         ("csi.storage.k8s.io/pod.namespace", "shop"),
@@ -375,4 +422,178 @@ async fn pump(
         let _ = to.shutdown().await;
     };
     tokio::join!(reader, writer);
+}
+
+/// One request a fake HTTP server received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+type Routes = std::collections::HashMap<String, (u16, String)>;
+
+/// A tiny HTTP/1.1 server answering fixed routes, recording every request.
+#[derive(Clone)]
+pub struct FakeHttp {
+    pub addr: SocketAddr,
+    routes: Arc<std::sync::Mutex<Routes>>,
+    requests: Arc<std::sync::Mutex<Vec<Recorded>>>,
+    delay: Arc<std::sync::Mutex<Duration>>,
+}
+
+impl FakeHttp {
+    /// Binds `bind` (e.g. "127.0.0.1:0" or "[::1]:0").
+    pub async fn start(bind: &str) -> Self {
+        let listener = TcpListener::bind(bind).await.unwrap();
+        let server = Self {
+            addr: listener.local_addr().unwrap(),
+            routes: Arc::default(),
+            requests: Arc::default(),
+            delay: Arc::new(std::sync::Mutex::new(Duration::ZERO)),
+        };
+        let shared = server.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let server = shared.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                            let server = server.clone();
+                            async move { Ok::<_, std::convert::Infallible>(server.answer(req).await) }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        server
+    }
+
+    async fn answer(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+        let recorded = Recorded {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                .collect(),
+        };
+        self.requests.lock().unwrap().push(recorded);
+        let delay = *self.delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        let (status, body) = self
+            .routes
+            .lock()
+            .unwrap()
+            .get(req.uri().path())
+            .cloned()
+            .unwrap_or((404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"not found","reason":"NotFound","code":404}"#.into()));
+        hyper::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap()
+    }
+
+    pub fn route(&self, path: &str, status: u16, body: &str) {
+        self.routes.lock().unwrap().insert(path.to_owned(), (status, body.to_owned()));
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self, path: &str) -> usize {
+        self.requests().iter().filter(|r| r.path == path).count()
+    }
+
+    pub fn url(&self) -> String {
+        match self.addr {
+            SocketAddr::V4(a) => format!("http://{a}"),
+            SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
+        }
+    }
+}
+
+/// A stand-in Kubernetes API server with service accounts, pods and nodes, and a kubeconfig
+/// pointing at it. Default objects: service account shop/web annotated with [`WEB_ROLE`],
+/// pod shop/web-0 on node-1 (no region label).
+pub struct FakeKube {
+    pub http: FakeHttp,
+    pub kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FakeKube {
+    pub async fn start() -> Self {
+        let http = FakeHttp::start("127.0.0.1:0").await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: '{}'}}\n\
+                 users:\n- name: fake\n  user: {{token: fake-token}}\ncontexts:\n- name: fake\n  \
+                 context: {{cluster: fake, user: fake}}\ncurrent-context: fake\n",
+                http.url()
+            ),
+        )
+        .unwrap();
+        let kube = Self { http, kubeconfig, _dir: dir };
+        kube.service_account("shop", "web", Some(WEB_ROLE));
+        kube.pod("shop", "web-0", "node-1");
+        kube.node("node-1", None);
+        kube
+    }
+
+    pub fn service_account(&self, namespace: &str, name: &str, role: Option<&str>) {
+        let annotations = match role {
+            Some(role) => serde_json::json!({"eks.amazonaws.com/role-arn": role}),
+            None => serde_json::json!({}),
+        };
+        let body = serde_json::json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+        });
+        self.http.route(
+            &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}"),
+            200,
+            &body.to_string(),
+        );
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str, node: &str) {
+        let body = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "x"}]},
+        });
+        self.http.route(&format!("/api/v1/namespaces/{namespace}/pods/{name}"), 200, &body.to_string());
+    }
+
+    pub fn node(&self, name: &str, region: Option<&str>) {
+        let labels = match region {
+            Some(region) => serde_json::json!({"topology.kubernetes.io/region": region}),
+            None => serde_json::json!({}),
+        };
+        let body = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}});
+        self.http.route(&format!("/api/v1/nodes/{name}"), 200, &body.to_string());
+    }
 }
