@@ -313,20 +313,27 @@ pub fn versions(response: &MountResponse) -> Vec<(String, String)> {
     out
 }
 
-/// A TCP proxy that delays each chunk by `one_way` in each direction (so a request/response
-/// exchange costs about 2 x one_way more) and counts the HTTP requests it forwards.
+/// A TCP proxy in front of moto that delays each chunk by `one_way` in each direction (so
+/// an exchange costs about 2 x one_way more), records and counts the HTTP requests it
+/// forwards, and can answer requests signed for a region with an injected error instead.
 pub struct LatencyProxy {
     pub addr: SocketAddr,
     stats: Arc<Stats>,
 }
 
-/// What the proxy saw: requests forwarded, and how many were awaiting answers at once.
+/// What the proxy saw and what it injects.
 #[derive(Default)]
 struct Stats {
     requests: AtomicUsize,
     outstanding: AtomicUsize,
     max_outstanding: AtomicUsize,
+    /// The head (and small body) of every request.
+    log: std::sync::Mutex<Vec<String>>,
+    /// region -> injected HTTP status.
+    faults: std::sync::Mutex<std::collections::HashMap<String, u16>>,
 }
+
+type Chunk = (tokio::time::Instant, Vec<u8>);
 
 impl LatencyProxy {
     pub async fn start(upstream: &str, one_way: Duration) -> Self {
@@ -342,9 +349,13 @@ impl LatencyProxy {
                     let Ok(server) = TcpStream::connect(upstream).await else { return };
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
+                    let (to_client, to_client_rx) = tokio::sync::mpsc::unbounded_channel::<Chunk>();
+                    let (to_server, to_server_rx) = tokio::sync::mpsc::unbounded_channel::<Chunk>();
                     tokio::join!(
-                        pump(cr, sw, one_way, Direction::Request, stats.clone()),
-                        pump(sr, cw, one_way, Direction::Response, stats)
+                        read_requests(cr, to_server, to_client.clone(), one_way, stats.clone()),
+                        read_responses(sr, to_client, one_way, stats),
+                        deliver(to_server_rx, sw),
+                        deliver(to_client_rx, cw),
                     );
                 });
             }
@@ -368,60 +379,130 @@ impl LatencyProxy {
     pub fn reset_max_outstanding(&self) {
         self.stats.max_outstanding.store(0, Ordering::SeqCst);
     }
+
+    /// Heads of the requests seen so far that contain `needle`.
+    pub fn requests_containing(&self, needle: &str) -> Vec<String> {
+        self.stats.log.lock().unwrap().iter().filter(|r| r.contains(needle)).cloned().collect()
+    }
+
+    /// Answers every request signed for `region` with `status` (a JSON AWS error).
+    pub fn fail_region(&self, region: &str, status: u16) {
+        self.stats.faults.lock().unwrap().insert(region.to_owned(), status);
+    }
+
+    pub fn heal(&self) {
+        self.stats.faults.lock().unwrap().clear();
+    }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Request,
-    Response,
+/// The region in a SigV4 credential scope: `Credential=AKID/DATE/REGION/SERVICE/aws4_request`.
+fn signed_region(head: &str) -> Option<String> {
+    let scope = head.split("Credential=").nth(1)?;
+    scope.split('/').nth(2).map(str::to_owned)
 }
 
-/// Forwards bytes from `from` to `to`, each chunk delivered `delay` after it arrived (so
-/// chunks pipeline like on a real link instead of adding up).
-async fn pump(
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0)
+}
+
+fn injected_response(status: u16) -> Vec<u8> {
+    let (kind, reason) = match status {
+        400 => ("ResourceNotFoundException", "Bad Request"),
+        429 => ("ThrottlingException", "Too Many Requests"),
+        500 => ("InternalServiceError", "Internal Server Error"),
+        _ => ("ServiceUnavailable", "Service Unavailable"),
+    };
+    let body = format!(r#"{{"__type":"{kind}","message":"injected by the test proxy"}}"#);
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {kind}\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Reads the client's requests: counts and logs them, forwards them, or answers with an
+/// injected error (swallowing the request's body).
+async fn read_requests(
     mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    to_server: tokio::sync::mpsc::UnboundedSender<Chunk>,
+    to_client: tokio::sync::mpsc::UnboundedSender<Chunk>,
     delay: Duration,
-    direction: Direction,
     stats: Arc<Stats>,
 ) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
-    let reader = async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match from.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let chunk = &buf[..n];
-            match direction {
-                // A chunk starting with the method starts a request; one starting with the
-                // status line starts its response (HTTP/1.1, no pipelining).
-                Direction::Request if chunk.starts_with(b"POST ") || chunk.starts_with(b"GET ") => {
-                    stats.requests.fetch_add(1, Ordering::SeqCst);
-                    let now = stats.outstanding.fetch_add(1, Ordering::SeqCst) + 1;
-                    stats.max_outstanding.fetch_max(now, Ordering::SeqCst);
-                }
-                Direction::Response if chunk.starts_with(b"HTTP/") => {
-                    stats.outstanding.fetch_sub(1, Ordering::SeqCst);
-                }
-                _ => {}
-            }
-            if tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
-                break;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut swallow = 0usize;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        if swallow > 0 {
+            swallow = swallow.saturating_sub(n);
+            continue;
+        }
+        let due = tokio::time::Instant::now() + delay;
+        if chunk.starts_with(b"POST ") || chunk.starts_with(b"GET ") {
+            let head = String::from_utf8_lossy(&chunk[..n.min(8192)]).into_owned();
+            stats.requests.fetch_add(1, Ordering::SeqCst);
+            let now = stats.outstanding.fetch_add(1, Ordering::SeqCst) + 1;
+            stats.max_outstanding.fetch_max(now, Ordering::SeqCst);
+            stats.log.lock().unwrap().push(head.clone());
+            let fault = signed_region(&head).and_then(|r| stats.faults.lock().unwrap().get(&r).copied());
+            if let Some(status) = fault {
+                let head_len = head.find("\r\n\r\n").map_or(n, |i| i + 4);
+                swallow = content_length(&head).saturating_sub(n.saturating_sub(head_len));
+                stats.outstanding.fetch_sub(1, Ordering::SeqCst);
+                let _ = to_client.send((due, injected_response(status)));
+                continue;
             }
         }
-    };
-    let writer = async move {
-        while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
-            if to.write_all(&chunk).await.is_err() {
-                break;
-            }
+        if to_server.send((due, chunk.to_vec())).is_err() {
+            break;
         }
-        let _ = to.shutdown().await;
-    };
-    tokio::join!(reader, writer);
+    }
+}
+
+/// Reads the server's responses and passes them on.
+async fn read_responses(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    to_client: tokio::sync::mpsc::UnboundedSender<Chunk>,
+    delay: Duration,
+    stats: Arc<Stats>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // A chunk starting with the status line starts a response (no pipelining in HTTP/1.1).
+        if buf[..n].starts_with(b"HTTP/") {
+            stats.outstanding.fetch_sub(1, Ordering::SeqCst);
+        }
+        if to_client.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+}
+
+/// Writes each chunk when it is due, so chunks pipeline like on a real link.
+async fn deliver(
+    mut chunks: tokio::sync::mpsc::UnboundedReceiver<Chunk>,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) {
+    while let Some((due, chunk)) = chunks.recv().await {
+        tokio::time::sleep_until(due).await;
+        if to.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// One request a fake HTTP server received.

@@ -1,0 +1,309 @@
+//! Each pod's own AWS identity, end to end: IRSA against moto's STS with a stand-in
+//! Kubernetes API, EKS Pod Identity against a stand-in agent (IPv4 and IPv6 loopback),
+//! region discovery, and the credential cache's boundaries.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use csi_provider_aws::proto::MountRequest;
+use tonic::Code;
+
+const REGION: &str = "us-east-1";
+
+fn request(objects: &str, extra: &[(&str, &str)]) -> MountRequest {
+    let mut params = vec![("region", REGION), ("objects", objects)];
+    params.extend_from_slice(extra);
+    mount_request(&params, Path::new("/t"))
+}
+
+/// Replaces one attribute of a request.
+fn with_attribute(mut request: MountRequest, key: &str, value: Option<&str>) -> MountRequest {
+    let mut attributes: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&request.attributes).unwrap();
+    match value {
+        Some(v) => attributes.insert(key.into(), v.into()),
+        None => attributes.remove(key),
+    };
+    request.attributes = serde_json::Value::Object(attributes).to_string();
+    request
+}
+
+async fn secret() -> (String, String) {
+    let name = unique("id");
+    create_secret(REGION, &name, "value").await;
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}");
+    (name, objects)
+}
+
+const STS_CALL: &str = "Action=AssumeRoleWithWebIdentity";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irsa_assumes_the_annotated_role_once_per_token() {
+    let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
+    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let (_, objects) = secret().await;
+    let mut client = provider.client().await;
+    for _ in 0..5 {
+        let response = client.mount(request(&objects, &[])).await.unwrap().into_inner();
+        assert_eq!(response.files[0].contents, b"value");
+    }
+    let sts = proxy.requests_containing(STS_CALL);
+    assert_eq!(sts.len(), 1, "repeated mounts by one pod make one STS call");
+    assert!(sts[0].contains("RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fweb"), "{}", sts[0]);
+    assert!(sts[0].contains("WebIdentityToken=sts-token-web-0"), "the pod's sts.amazonaws.com token is used");
+    assert!(
+        !sts[0].to_ascii_lowercase().contains("authorization:"),
+        "the STS call is not signed with the provider's credentials"
+    );
+    assert!(sts[0].contains("RoleSessionName=csi-provider-aws%40shop.web"), "{}", sts[0]);
+    // Secrets Manager calls are signed with the role's temporary credentials, not the provider's.
+    let fetches = proxy.requests_containing("secretsmanager.GetSecretValue");
+    assert!(!fetches.is_empty());
+    assert!(
+        fetches.iter().all(|r| r.contains("Credential=ASIA")),
+        "calls must use the role's STS credentials"
+    );
+    assert_eq!(provider.kube.as_ref().unwrap().http.count("/api/v1/namespaces/shop/serviceaccounts/web"), 1);
+    provider.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_never_shared_across_tokens_service_accounts_or_methods() {
+    let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
+    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let kube = provider.kube.as_ref().unwrap();
+    kube.service_account("shop", "batch", Some("arn:aws:iam::123456789012:role/batch"));
+    kube.service_account("other", "web", Some(WEB_ROLE));
+    let (_, objects) = secret().await;
+    let mut client = provider.client().await;
+    let base = request(&objects, &[]);
+    let cases = [
+        base.clone(),
+        // Another pod of the same service account: its own token.
+        with_attribute(base.clone(), "csi.storage.k8s.io/serviceAccount.tokens", Some(&tokens_json("web-1"))),
+        // Another service account in the namespace.
+        with_attribute(base.clone(), "csi.storage.k8s.io/serviceAccount.name", Some("batch")),
+        // The same service account name in another namespace.
+        with_attribute(base.clone(), "csi.storage.k8s.io/pod.namespace", Some("other")),
+    ];
+    for case in &cases {
+        client.mount(case.clone()).await.unwrap();
+    }
+    let sts = proxy.requests_containing(STS_CALL);
+    assert_eq!(sts.len(), 4, "each identity gets its own STS call");
+    assert_eq!(sts.iter().filter(|r| r.contains("role%2Fbatch")).count(), 1);
+    for case in &cases {
+        client.mount(case.clone()).await.unwrap();
+    }
+    assert_eq!(proxy.requests_containing(STS_CALL).len(), 4, "and each is then reused");
+    provider.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_misconfigurations_say_what_to_fix() {
+    let provider = Provider::start(Options::default()).await;
+    provider.kube.as_ref().unwrap().service_account("shop", "plain", None);
+    let (_, objects) = secret().await;
+    let mut client = provider.client().await;
+    let base = request(&objects, &[]);
+    let tokens = "csi.storage.k8s.io/serviceAccount.tokens";
+    let cases = [
+        (with_attribute(base.clone(), tokens, None), Code::InvalidArgument, "configure tokenRequests"),
+        (with_attribute(base.clone(), tokens, Some("")), Code::InvalidArgument, "configure tokenRequests"),
+        (
+            with_attribute(base.clone(), tokens, Some(r#"{"pods.eks.amazonaws.com":{"token":"x"}}"#)),
+            Code::InvalidArgument,
+            "no service account token for audience \"sts.amazonaws.com\"",
+        ),
+        (
+            with_attribute(base.clone(), "csi.storage.k8s.io/serviceAccount.name", Some("plain")),
+            Code::PermissionDenied,
+            "service account shop/plain has no eks.amazonaws.com/role-arn annotation",
+        ),
+        (
+            with_attribute(base.clone(), "csi.storage.k8s.io/serviceAccount.name", Some("ghost")),
+            Code::NotFound,
+            "service account shop/ghost was not found",
+        ),
+    ];
+    for (req, code, want) in cases {
+        let err = client.mount(req).await.unwrap_err();
+        assert_eq!(err.code(), code, "{}", err.message());
+        assert!(err.message().contains(want), "{} should contain {want:?}", err.message());
+        assert!(!err.message().contains("sts-token-web-0"), "a token leaked into an error");
+    }
+    // Tokens may arrive in MountRequest.secrets instead (Kubernetes >= 1.35).
+    let mut moved = with_attribute(base.clone(), tokens, None);
+    moved.secrets = serde_json::json!({ tokens: tokens_json("web-0") }).to_string();
+    client.mount(moved).await.unwrap();
+    provider.stop().await;
+}
+
+/// A stand-in Pod Identity agent answering with credentials moto accepts.
+async fn agent(bind: &str) -> FakeHttp {
+    let agent = FakeHttp::start(bind).await;
+    agent.route(
+        "/v1/credentials",
+        200,
+        r#"{"AccessKeyId":"AKIAPODIDENTITY00001","SecretAccessKey":"pod-secret","Token":"pod-session","AccountId":"123456789012","Expiration":"2099-01-01T00:00:00Z"}"#,
+    );
+    agent
+}
+
+fn dead_endpoint(host: &str) -> String {
+    format!("http://{host}:{}/v1/credentials", free_port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_identity_sends_the_pods_token_over_the_preferred_address_family() {
+    let v4 = agent("127.0.0.1:0").await;
+    let v6 = agent("[::1]:0").await;
+    let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
+    let provider = Provider::start(Options {
+        endpoint: Some(proxy.url()),
+        agent_ipv4: format!("{}/v1/credentials", v4.url()),
+        agent_ipv6: format!("{}/v1/credentials", v6.url()),
+        ..Options::default()
+    })
+    .await;
+    let (_, objects) = secret().await;
+    let mut client = provider.client().await;
+    for (preference, token) in [("auto", "a"), ("ipv4", "b"), ("ipv6", "c")] {
+        let req = request(&objects, &[("usePodIdentity", "true"), ("preferredAddressType", preference)]);
+        let req = with_attribute(req, "csi.storage.k8s.io/serviceAccount.tokens", Some(&tokens_json(token)));
+        let response = client.mount(req).await.unwrap().into_inner();
+        assert_eq!(response.files[0].contents, b"value");
+    }
+    let v4_calls = v4.requests();
+    let v6_calls = v6.requests();
+    assert_eq!(v4_calls.len(), 2, "auto and ipv4 use the IPv4 agent");
+    assert_eq!(v6_calls.len(), 1, "ipv6 uses the IPv6 agent");
+    assert_eq!(
+        v4_calls[0].header("authorization"),
+        Some("pod-token-a"),
+        "the raw pods.eks.amazonaws.com token"
+    );
+    assert_eq!(v6_calls[0].header("authorization"), Some("pod-token-c"));
+    assert!(proxy.requests_containing(STS_CALL).is_empty(), "Pod Identity makes no STS call");
+    assert!(
+        proxy
+            .requests_containing("secretsmanager.GetSecretValue")
+            .iter()
+            .all(|r| r.contains("Credential=AKIAPODIDENTITY00001/"))
+    );
+    provider.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_identity_auto_falls_back_to_ipv6_and_failures_are_clear_and_bounded() {
+    let v6 = agent("[::1]:0").await;
+    let provider = Provider::start(Options {
+        agent_ipv4: dead_endpoint("127.0.0.1"),
+        agent_ipv6: format!("{}/v1/credentials", v6.url()),
+        agent_timeout: Duration::from_millis(200),
+        ..Options::default()
+    })
+    .await;
+    let (_, objects) = secret().await;
+    let mut client = provider.client().await;
+    let req = request(&objects, &[("usePodIdentity", "true")]);
+    client.mount(req).await.unwrap();
+    assert_eq!(v6.requests().len(), 1);
+
+    // IPv4 only, and the agent is down: Unavailable, quickly, naming the agent.
+    let req = request(&objects, &[("usePodIdentity", "1"), ("preferredAddressType", "ipv4")]);
+    let req = with_attribute(req, "csi.storage.k8s.io/serviceAccount.tokens", Some(&tokens_json("down")));
+    let started = Instant::now();
+    let err = client.mount(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    assert!(err.message().contains("Pod Identity agent did not answer"), "{}", err.message());
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+
+    // The agent refuses the token: PermissionDenied with its reason.
+    v6.route("/v1/credentials", 400, r#"{"message":"no pod identity association for shop/web"}"#);
+    let req = request(&objects, &[("usePodIdentity", "true"), ("preferredAddressType", "ipv6")]);
+    let req = with_attribute(req, "csi.storage.k8s.io/serviceAccount.tokens", Some(&tokens_json("refused")));
+    let err = client.mount(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    assert!(err.message().contains("no pod identity association"), "{}", err.message());
+    // Without the pods.eks.amazonaws.com audience.
+    let req = request(&objects, &[("usePodIdentity", "true")]);
+    let req = with_attribute(
+        req,
+        "csi.storage.k8s.io/serviceAccount.tokens",
+        Some(r#"{"sts.amazonaws.com":{"token":"x"}}"#),
+    );
+    let err = client.mount(req).await.unwrap_err();
+    assert!(err.message().contains("\"pods.eks.amazonaws.com\""), "{}", err.message());
+    provider.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_comes_from_the_class_then_the_environment_then_the_node() {
+    let name = unique("where");
+    for region in ["eu-west-1", "ap-south-1", REGION] {
+        create_secret(region, &name, region).await;
+    }
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}");
+    let t = Path::new("/t");
+
+    let provider =
+        Provider::start(Options { default_region: Some("eu-west-1".into()), ..Options::default() }).await;
+    provider.kube.as_ref().unwrap().node("node-1", Some("ap-south-1"));
+    let mut client = provider.client().await;
+    let from =
+        |r: csi_provider_aws::proto::MountResponse| String::from_utf8(r.files[0].contents.clone()).unwrap();
+    let r = client.mount(mount_request(&[("objects", &objects), ("region", REGION)], t)).await.unwrap();
+    assert_eq!(from(r.into_inner()), REGION, "the class's region wins");
+    let r = client.mount(mount_request(&[("objects", &objects)], t)).await.unwrap();
+    assert_eq!(from(r.into_inner()), "eu-west-1", "then the provider's AWS_REGION");
+    provider.stop().await;
+
+    let provider = Provider::start(Options::default()).await;
+    let kube = provider.kube.as_ref().unwrap();
+    kube.node("node-1", Some("ap-south-1"));
+    let mut client = provider.client().await;
+    for _ in 0..3 {
+        let r = client.mount(mount_request(&[("objects", &objects)], t)).await.unwrap();
+        assert_eq!(from(r.into_inner()), "ap-south-1", "then the node's topology.kubernetes.io/region");
+    }
+    assert_eq!(kube.http.count("/api/v1/nodes/node-1"), 1, "node lookups are cached");
+    assert_eq!(kube.http.count("/api/v1/namespaces/shop/pods/web-0"), 1, "pod lookups are cached");
+    provider.stop().await;
+
+    let provider = Provider::start(Options::default()).await;
+    let err = provider.client().await.mount(mount_request(&[("objects", &objects)], t)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("no AWS region") && err.message().contains("shop/web-0"),
+        "{}",
+        err.message()
+    );
+    provider.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_api_that_is_down_gives_unavailable_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: x, cluster: {{server: 'http://127.0.0.1:{}'}}}}]\n\
+             users: [{{name: x, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: x, user: x}}}}]\ncurrent-context: x\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let provider = Provider::start(Options { kubeconfig: Some(kubeconfig), ..Options::default() }).await;
+    let (_, objects) = secret().await;
+    let started = Instant::now();
+    let err = provider.client().await.mount(request(&objects, &[])).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    assert!(err.message().contains("service account shop/web"), "{}", err.message());
+    assert!(started.elapsed() < Duration::from_secs(15));
+    provider.stop().await;
+}
