@@ -30,7 +30,7 @@ async fn replicated_secret() -> String {
     name
 }
 
-fn params<'a>(objects: &'a str) -> Vec<(&'a str, &'a str)> {
+fn params(objects: &str) -> Vec<(&str, &str)> {
     vec![("region", PRIMARY), ("failoverRegion", FAILOVER), ("objects", objects)]
 }
 
