@@ -345,3 +345,52 @@ fn help_documents_every_flag() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_value_or_token_reaches_the_log_even_at_trace() {
+    let kube = FakeKube::start().await;
+    let secret_value = "s3cr3t-VALUE-must-not-leak";
+    let name = unique("leak");
+    create_secret("us-east-1", &name, &format!("{{\"password\":\"{secret_value}\"}}")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.kubeconfig.display().to_string();
+    let binary = Binary::start(
+        &["--driver-writes-secrets"],
+        &[("RUST_LOG", "trace"), ("KUBECONFIG", &kubeconfig)],
+        dir,
+    );
+    let mut client = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
+        channel(&binary.socket()).await,
+    );
+    let objects = format!(
+        "- {{objectName: {name}, objectType: secretsmanager, jmesPath: [{{path: password, objectAlias: pw}}]}}"
+    );
+    let request = mount_request(&[("region", "us-east-1"), ("objects", &objects)], Path::new("/t"));
+    let response = client.mount(request.clone()).await.unwrap().into_inner();
+    assert!(response.files.iter().any(|f| f.contents == secret_value.as_bytes()));
+    // A failing mount too (its error path logs).
+    let bad = mount_request(
+        &[("region", "us-east-1"), ("objects", "- {objectName: nope, objectType: secretsmanager}")],
+        Path::new("/t"),
+    );
+    let _ = client.mount(bad).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = binary.log();
+    assert!(log.contains("outcome") && log.contains("TRACE"), "the trace log was captured");
+    for needle in [
+        secret_value,
+        "sts-token-web-0",
+        "pod-token-web-0",
+        "fake-token",
+        "x-amz-security-token: F",
+        "Credential=ASIA",
+    ] {
+        assert!(!log.contains(needle), "{needle:?} leaked into the log:\n{}", excerpt(&log, needle));
+    }
+}
+
+fn excerpt(log: &str, needle: &str) -> String {
+    let at = log.find(needle).unwrap_or(0);
+    let start = log[..at].char_indices().rev().nth(300).map_or(0, |(i, _)| i);
+    log[start..].chars().take(700).collect()
+}
