@@ -126,6 +126,31 @@ pub struct ServeArgs {
     /// Limit for one AWS API call, retries included, as a Go duration.
     #[arg(long, value_name = "DURATION", default_value = "12s", value_parser = go_duration)]
     pub aws_timeout: Duration,
+
+    /// Limit for a whole mount (waiting included); a slower mount fails and the driver retries.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = go_duration)]
+    pub mount_timeout: Duration,
+
+    /// Mounts served at once; more wait for a slot within --mount-timeout.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub max_concurrent_mounts: usize,
+
+    /// AWS requests in flight at once across all mounts (keeps a mount storm within quotas).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_aws_requests: usize,
+
+    /// Serve a value fetched by the same pod identity again for this long (e.g. `2m`), to cut
+    /// the cost of the driver's rotation polls. `0` (default) fetches on every mount.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = cache_ttl)]
+    pub cache_ttl: Duration,
+}
+
+/// Parses `--cache-ttl`: a Go duration, or zero to disable.
+fn cache_ttl(value: &str) -> Result<Duration, String> {
+    match value.trim() {
+        "" | "0" | "0s" => Ok(Duration::ZERO),
+        other => go_duration(other),
+    }
 }
 
 impl ServeArgs {
@@ -269,6 +294,9 @@ mod tests {
         assert_eq!(parse(&["--log-format-json"]).serve.log_format(), LogFormat::Json);
         assert_eq!(parse(&["--log-format", "json"]).serve.log_format(), LogFormat::Json);
         assert_eq!(parse(&["--metrics-addr=127.0.0.1:0"]).serve.metrics_addr.port(), 0);
+        assert_eq!(parse(&[]).serve.cache_ttl, Duration::ZERO);
+        assert_eq!(parse(&["--cache-ttl=2m"]).serve.cache_ttl, Duration::from_secs(120));
+        assert_eq!(parse(&["--cache-ttl=0s"]).serve.cache_ttl, Duration::ZERO);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use csi_provider_aws::aws::shared::{CacheSettings, SharedStore};
 use csi_provider_aws::aws::sts_config;
 use csi_provider_aws::aws::{AwsSettings, AwsStore, load_sdk_config};
 use csi_provider_aws::cli::{Cli, Command, ServeArgs};
@@ -84,7 +85,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     let sdk = load_sdk_config(&settings).await;
     let default_region = std::env::var("AWS_REGION").ok().filter(|r| !r.trim().is_empty());
-    let store = AwsStore::new(sdk.clone(), settings.max_concurrent_requests);
+    let aws = AwsStore::new(sdk.clone(), args.max_aws_requests);
+    let cache = CacheSettings { ttl: args.cache_ttl, ..CacheSettings::default() };
+    let store = SharedStore::new(Arc::new(aws), cache);
     let timeout = args.pod_identity_http_timeout.and_then(|t| t.0).unwrap_or(Duration::from_secs(1));
     let agent = match PodIdentityAgent::new(
         &args.pod_identity_agent_ipv4_endpoint,
@@ -104,6 +107,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         driver_writes_secrets: args.driver_writes_secrets,
         default_region,
         max_objects: args.max_objects,
+        timeout: args.mount_timeout,
+        max_concurrent: args.max_concurrent_mounts,
         ..MountSettings::default()
     };
     let mounter =

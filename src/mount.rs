@@ -2,6 +2,9 @@
 //! fetch (all objects at once) -> render -> files for the driver, or written atomically.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use tonic::{Code, Status};
 
@@ -30,6 +33,10 @@ pub struct MountSettings {
     pub max_response_bytes: usize,
     /// Cap on objects per SecretProviderClass.
     pub max_objects: usize,
+    /// A mount that takes longer fails (waiting for a slot included).
+    pub timeout: Duration,
+    /// Mounts served at once; more wait (within `timeout`).
+    pub max_concurrent: usize,
 }
 
 impl Default for MountSettings {
@@ -39,6 +46,8 @@ impl Default for MountSettings {
             default_region: None,
             max_response_bytes: 3 * 1024 * 1024 + 512 * 1024,
             max_objects: 500,
+            timeout: Duration::from_secs(30),
+            max_concurrent: 128,
         }
     }
 }
@@ -77,6 +86,11 @@ pub enum MountError {
     TooLarge { size: usize, limit: usize },
     #[error(transparent)]
     Write(#[from] WriteError),
+    #[error(
+        "the mount did not finish within {0:?} (--mount-timeout): AWS or the Kubernetes API is \
+         slow or the node is overloaded; the driver retries the mount"
+    )]
+    Deadline(Duration),
 }
 
 impl MountError {
@@ -94,6 +108,7 @@ impl MountError {
             Self::Identity(e) => e.code(),
             Self::Fetch { failures, .. } => failures.first().map_or(Code::Internal, fetch_code),
             Self::Write(_) => Code::Internal,
+            Self::Deadline(_) => Code::DeadlineExceeded,
         }
     }
 
@@ -116,6 +131,7 @@ impl MountError {
             Self::Render(_) => "render",
             Self::TooLarge { .. } => "too_large",
             Self::Write(_) => "write",
+            Self::Deadline(_) => "deadline",
         }
     }
 }
@@ -194,6 +210,7 @@ pub struct MountOutcome {
 /// Performs mounts; shared by all connections.
 pub struct Mounter {
     settings: MountSettings,
+    slots: Semaphore,
     store: Arc<dyn SecretStore>,
     credentials: Arc<dyn CredentialSource>,
     cluster: Option<Arc<dyn ClusterLookup>>,
@@ -208,7 +225,8 @@ impl Mounter {
         credentials: Arc<dyn CredentialSource>,
         cluster: Option<Arc<dyn ClusterLookup>>,
     ) -> Self {
-        Self { settings, store, credentials, cluster }
+        let slots = Semaphore::new(settings.max_concurrent.max(1));
+        Self { settings, slots, store, credentials, cluster }
     }
 
     /// The mount's region: the class's `region`, else the provider's `AWS_REGION`, else the
@@ -234,8 +252,18 @@ impl Mounter {
         &self.settings
     }
 
-    /// Serves one Mount; `input` is the decoded request.
+    /// Serves one Mount within `--mount-timeout`, at most `--max-concurrent-mounts` at once.
     pub async fn mount(&self, input: MountInput) -> Result<MountOutcome, MountError> {
+        let deadline = self.settings.timeout;
+        tokio::time::timeout(deadline, async {
+            let _slot = self.slots.acquire().await.map_err(|_| MountError::Deadline(deadline))?;
+            self.mount_now(input).await
+        })
+        .await
+        .unwrap_or(Err(MountError::Deadline(deadline)))
+    }
+
+    async fn mount_now(&self, input: MountInput) -> Result<MountOutcome, MountError> {
         let class = SecretProviderClass::parse(&input.parameters, input.default_mode)?;
         if class.objects.len() > self.settings.max_objects {
             return Err(MountError::TooManyObjects {
@@ -263,12 +291,14 @@ impl Mounter {
         class.check_regions(&region)?;
         let regions: Vec<String> =
             std::iter::once(region.clone()).chain(class.failover_region.clone()).collect();
-        let credentials = self.credentials.credentials(pod, class.auth, &regions).await?;
-        let primary = FetchTarget { region: region.clone(), credentials: credentials.clone() };
-        let failover_target = class
-            .failover_region
-            .as_ref()
-            .map(|r| FetchTarget { region: r.clone(), credentials: credentials.clone() });
+        let identity = self.credentials.credentials(pod, class.auth, &regions).await?;
+        let target = |region: &String| FetchTarget {
+            region: region.clone(),
+            credentials: identity.credentials.clone(),
+            identity: identity.key.clone(),
+        };
+        let primary = target(&region);
+        let failover_target = class.failover_region.as_ref().map(target);
 
         let items: Vec<FetchItem> = class.objects.iter().map(|o| fetch_item(o, class)).collect();
         let mut results =

@@ -161,7 +161,7 @@ mod tests {
 
     fn target(region: &str) -> FetchTarget {
         let credentials = SharedCredentialsProvider::new(Credentials::for_tests());
-        FetchTarget { region: region.into(), credentials }
+        FetchTarget { region: region.into(), credentials, identity: "test".into() }
     }
 
     #[tokio::test]

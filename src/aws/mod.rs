@@ -5,6 +5,7 @@ mod error;
 pub mod failover;
 mod parameterstore;
 mod secretsmanager;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -68,6 +69,9 @@ pub type FetchResults = HashMap<SecretRef, Result<FetchedSecret, FetchError>>;
 pub struct FetchTarget {
     pub region: String,
     pub credentials: SharedCredentialsProvider,
+    /// Names the identity behind `credentials`: fetches are shared (and values cached) only
+    /// between targets with the same identity.
+    pub identity: Arc<str>,
 }
 
 /// A source of secrets: the real AWS, or a fake in tests.
@@ -88,8 +92,6 @@ pub struct AwsSettings {
     /// Limit for one API call including retries.
     pub call_timeout: Duration,
     pub connect_timeout: Duration,
-    /// At most this many AWS requests in flight at once, across all mounts.
-    pub max_concurrent_requests: usize,
 }
 
 impl Default for AwsSettings {
@@ -100,7 +102,6 @@ impl Default for AwsSettings {
             attempt_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(12),
             connect_timeout: Duration::from_secs(3),
-            max_concurrent_requests: 64,
         }
     }
 }

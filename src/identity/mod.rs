@@ -88,6 +88,14 @@ impl IdentityError {
     }
 }
 
+/// Credentials and a key naming everything they derive from.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub credentials: SharedCredentialsProvider,
+    /// Equal keys mean interchangeable credentials; it reveals no token.
+    pub key: Arc<str>,
+}
+
 /// Produces the credentials a pod's mount uses.
 pub trait CredentialSource: Send + Sync {
     /// Credentials for `pod`; `regions` are the mount's primary then failover region (STS is
@@ -97,7 +105,7 @@ pub trait CredentialSource: Send + Sync {
         pod: &'a Pod,
         auth: AuthMethod,
         regions: &'a [String],
-    ) -> BoxFuture<'a, Result<SharedCredentialsProvider, IdentityError>>;
+    ) -> BoxFuture<'a, Result<Identity, IdentityError>>;
 }
 
 /// The provider's own credentials (the SDK's default chain), whatever the pod. For tests and
@@ -110,10 +118,11 @@ impl CredentialSource for ProviderCredentials {
         _pod: &'a Pod,
         _auth: AuthMethod,
         _regions: &'a [String],
-    ) -> BoxFuture<'a, Result<SharedCredentialsProvider, IdentityError>> {
-        let result = self.0.clone().ok_or_else(|| {
-            IdentityError::NoCredentials("the SDK's default credential chain found none".into())
-        });
+    ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
+        let result =
+            self.0.clone().map(|credentials| Identity { credentials, key: "provider".into() }).ok_or_else(
+                || IdentityError::NoCredentials("the SDK's default credential chain found none".into()),
+            );
         Box::pin(async move { result })
     }
 }
@@ -166,13 +175,14 @@ impl PodCredentials {
         pod: &Pod,
         auth: AuthMethod,
         regions: &[String],
-    ) -> Result<Credentials, IdentityError> {
+    ) -> Result<Identity, IdentityError> {
         if pod.namespace.is_empty() {
             return Err(IdentityError::NoPodField("csi.storage.k8s.io/pod.namespace"));
         }
         if pod.service_account.is_empty() {
             return Err(IdentityError::NoPodField("csi.storage.k8s.io/serviceAccount.name"));
         }
+        let identity_key;
         let (result, lookup) = match auth {
             AuthMethod::Irsa => {
                 let token = tokens::token_for(pod.tokens.as_ref(), tokens::IRSA_AUDIENCE)?;
@@ -184,6 +194,7 @@ impl PodCredentials {
                         }
                     })?;
                 let key = key("irsa", pod, &role, &token);
+                identity_key = key.name();
                 let sts = self.sts.clone();
                 let session = irsa::session_name(&pod.namespace, &pod.service_account);
                 let regions = regions.to_vec();
@@ -207,6 +218,7 @@ impl PodCredentials {
             AuthMethod::PodIdentity(preference) => {
                 let token = tokens::token_for(pod.tokens.as_ref(), tokens::POD_IDENTITY_AUDIENCE)?;
                 let key = key("pod-identity", pod, "", &token);
+                identity_key = key.name();
                 let agent = self.agent.clone();
                 self.cache
                     .get_or_fetch(key, move || async move {
@@ -217,7 +229,8 @@ impl PodCredentials {
         };
         let counter = if lookup == Lookup::Miss { &self.stats.fetches } else { &self.stats.hits };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        result
+        let credentials = SharedCredentialsProvider::new(result?);
+        Ok(Identity { credentials, key: identity_key })
     }
 }
 
@@ -227,8 +240,22 @@ impl CredentialSource for PodCredentials {
         pod: &'a Pod,
         auth: AuthMethod,
         regions: &'a [String],
-    ) -> BoxFuture<'a, Result<SharedCredentialsProvider, IdentityError>> {
-        Box::pin(async move { self.resolve(pod, auth, regions).await.map(SharedCredentialsProvider::new) })
+    ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
+        Box::pin(self.resolve(pod, auth, regions))
+    }
+}
+
+impl CredentialKey {
+    /// A printable digest of the whole key.
+    fn name(&self) -> Arc<str> {
+        let mut hasher = Sha256::new();
+        for part in [self.method, &self.namespace, &self.service_account, &self.role] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        hasher.update(self.token_digest);
+        let digest = hasher.finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>().into()
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use csi_provider_aws::aws::shared::{CacheSettings, SharedStore, SharingStats};
 use csi_provider_aws::aws::sts_config;
 use csi_provider_aws::aws::{AwsSettings, AwsStore, load_sdk_config};
 use csi_provider_aws::identity::{PodCredentials, PodIdentityAgent, ProviderCredentials};
@@ -141,6 +142,8 @@ pub struct Options {
     pub agent_timeout: Duration,
     /// Use fixed test credentials instead of the pod's identity.
     pub provider_credentials: bool,
+    pub cache_ttl: Duration,
+    pub mount_timeout: Duration,
 }
 
 impl Default for Options {
@@ -155,6 +158,8 @@ impl Default for Options {
             agent_ipv6: "http://[::1]:9/v1/credentials".into(),
             agent_timeout: Duration::from_millis(500),
             provider_credentials: false,
+            cache_ttl: Duration::ZERO,
+            mount_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -169,6 +174,7 @@ pub struct Provider {
     pub metrics: Arc<Metrics>,
     /// The stand-in API server when the test gave no kubeconfig.
     pub kube: Option<FakeKube>,
+    pub sharing: Arc<SharingStats>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -182,10 +188,14 @@ impl Provider {
             ..AwsSettings::default()
         };
         let sdk = load_sdk_config(&settings).await;
-        let store = AwsStore::new(sdk.clone(), settings.max_concurrent_requests);
+        let aws = AwsStore::new(sdk.clone(), 64);
+        let cache = CacheSettings { ttl: options.cache_ttl, ..CacheSettings::default() };
+        let store = Arc::new(SharedStore::new(Arc::new(aws), cache));
+        let sharing = store.stats.clone();
         let mount_settings = MountSettings {
             driver_writes_secrets: options.driver_writes_secrets,
             default_region: options.default_region.clone(),
+            timeout: options.mount_timeout,
             ..MountSettings::default()
         };
         let (kube, kubeconfig) = match &options.kubeconfig {
@@ -207,7 +217,7 @@ impl Provider {
                         .unwrap();
                 Arc::new(PodCredentials::new(sts_config(&sdk), cluster.clone(), agent))
             };
-        let mounter = Arc::new(Mounter::new(mount_settings, Arc::new(store), credentials, Some(cluster)));
+        let mounter = Arc::new(Mounter::new(mount_settings, store, credentials, Some(cluster)));
         let metrics = Arc::new(Metrics::new());
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("aws.sock");
@@ -222,7 +232,7 @@ impl Provider {
             .await
             .unwrap();
         });
-        Self { dir, socket, metrics, kube, stop: Some(stop), task: Some(task) }
+        Self { dir, socket, metrics, kube, sharing, stop: Some(stop), task: Some(task) }
     }
 
     /// A client that talks to the socket like the driver (authority `localhost`).
