@@ -394,3 +394,18 @@ fn excerpt(log: &str, needle: &str) -> String {
     let start = log[..at].char_indices().rev().nth(300).map_or(0, |(i, _)| i);
     log[start..].chars().take(700).collect()
 }
+
+#[test]
+fn a_stopping_provider_leaves_its_successors_socket_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let mut old = Binary::start(&[], &[], dir);
+    // A new pod (rolling update) binds the socket while the old one still runs.
+    let socket = path.join("aws.sock");
+    std::fs::remove_file(&socket).unwrap();
+    let successor = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    old.signal("TERM");
+    assert!(old.wait(Duration::from_secs(10)).success());
+    assert!(socket.exists(), "the successor's socket was removed");
+    drop(successor);
+}

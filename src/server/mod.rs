@@ -94,6 +94,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let socket_id = file_id(path);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CsiDriverProviderServer<ProviderService>>().await;
     let reflection = |builder: tonic_reflection::server::Builder<'static>| {
@@ -143,6 +144,20 @@ pub async fn run(
         }
     };
     metrics.set_ready(false);
-    let _ = fs::remove_file(path);
+    remove_if_ours(path, socket_id);
     result
+}
+
+/// The identity of a file, to tell our socket from a successor's.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Removes the socket unless another provider (a newer pod during a rolling update) has
+/// replaced it since we bound it.
+fn remove_if_ours(path: &Path, ours: Option<(u64, u64)>) {
+    if ours.is_some() && file_id(path) == ours {
+        let _ = fs::remove_file(path);
+    }
 }
