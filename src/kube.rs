@@ -14,6 +14,7 @@ use kube::api::Api;
 use tokio::sync::OnceCell;
 
 use crate::cache::Cache;
+use crate::metrics::Metrics;
 
 /// The service-account annotation naming the IRSA role.
 pub const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
@@ -79,11 +80,13 @@ struct ApiClient {
     source: KubeSource,
     client: OnceCell<kube::Client>,
     limiter: RateLimiter,
+    metrics: Arc<Metrics>,
 }
 
 impl KubeLookup {
-    pub fn new(source: KubeSource, qps: u32, burst: u32) -> Self {
-        let api = ApiClient { source, client: OnceCell::new(), limiter: RateLimiter::new(qps, burst) };
+    pub fn new(source: KubeSource, qps: u32, burst: u32, metrics: Arc<Metrics>) -> Self {
+        let api =
+            ApiClient { source, client: OnceCell::new(), limiter: RateLimiter::new(qps, burst), metrics };
         Self {
             api: Arc::new(api),
             roles: Cache::new(10_000),
@@ -131,7 +134,28 @@ impl ApiClient {
     {
         let client = self.client(what).await?;
         self.limiter.acquire().await;
-        match tokio::time::timeout(REQUEST_TIMEOUT * 2, api(client).get(name)).await {
+        let result = self.get_once(api(client), name, what).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(ClusterError::NotFound { .. }) => "not_found",
+            Err(ClusterError::Forbidden { .. }) => "forbidden",
+            Err(ClusterError::Unavailable { .. }) => "error",
+        };
+        let resource = what.split(' ').next().map_or("object", |kind| match kind {
+            "service" => "serviceaccounts",
+            "pod" => "pods",
+            "node" => "nodes",
+            _ => "other",
+        });
+        self.metrics.kube_request(resource, outcome);
+        result
+    }
+
+    async fn get_once<K>(&self, api: Api<K>, name: &str, what: &str) -> Result<K, ClusterError>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        match tokio::time::timeout(REQUEST_TIMEOUT * 2, api.get(name)).await {
             Err(_) => {
                 Err(ClusterError::Unavailable { what: what.to_owned(), message: "no answer in time".into() })
             }

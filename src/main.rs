@@ -85,9 +85,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     let sdk = load_sdk_config(&settings).await;
     let default_region = std::env::var("AWS_REGION").ok().filter(|r| !r.trim().is_empty());
-    let aws = AwsStore::new(sdk.clone(), args.max_aws_requests);
+    let metrics = Arc::new(Metrics::new());
+    let aws = AwsStore::new(sdk.clone(), args.max_aws_requests, metrics.clone());
     let cache = CacheSettings { ttl: args.cache_ttl, ..CacheSettings::default() };
-    let store = SharedStore::new(Arc::new(aws), cache);
+    let store = SharedStore::new(Arc::new(aws), cache).with_metrics(metrics.clone());
     let timeout = args.pod_identity_http_timeout.and_then(|t| t.0).unwrap_or(Duration::from_secs(1));
     let agent = match PodIdentityAgent::new(
         &args.pod_identity_agent_ipv4_endpoint,
@@ -101,8 +102,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     // Created lazily: start-up never needs a reachable API server.
-    let cluster: Arc<dyn ClusterLookup> = Arc::new(KubeLookup::new(KubeSource::Infer, args.qps, args.burst));
-    let credentials = PodCredentials::new(sts_config(&sdk), cluster.clone(), agent);
+    let cluster: Arc<dyn ClusterLookup> =
+        Arc::new(KubeLookup::new(KubeSource::Infer, args.qps, args.burst, metrics.clone()));
+    let credentials = PodCredentials::new(sts_config(&sdk), cluster.clone(), agent, metrics.clone());
     let mount_settings = MountSettings {
         driver_writes_secrets: args.driver_writes_secrets,
         default_region,
@@ -113,8 +115,6 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     let mounter =
         Arc::new(Mounter::new(mount_settings, Arc::new(store), Arc::new(credentials), Some(cluster)));
-    let metrics = Arc::new(Metrics::new());
-
     let metrics_listener = match metrics::bind(args.metrics_addr).await {
         Ok(listener) => listener,
         Err(e) => {

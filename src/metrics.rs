@@ -25,13 +25,53 @@ struct MountLabels {
     error: &'static str,
 }
 
-/// The provider's metrics and readiness.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AwsLabels {
+    service: &'static str,
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    service: &'static str,
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CredentialLabels {
+    method: &'static str,
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KubeLabels {
+    resource: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+/// The provider's metrics and readiness. Labels are bounded sets of static strings: no
+/// object names, pods or namespaces (unbounded cardinality), and never values.
 pub struct Metrics {
     registry: Registry,
     mounts: Family<MountLabels, Counter>,
     mount_duration: Histogram,
     in_flight: Gauge,
+    aws_requests: Family<AwsLabels, Counter>,
+    aws_duration: Family<OperationLabels, Histogram>,
+    credentials: Family<CredentialLabels, Counter>,
+    kube_requests: Family<KubeLabels, Counter>,
+    object_fetches: Family<SourceLabels, Counter>,
     ready: AtomicBool,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
 
 impl Default for Metrics {
@@ -49,7 +89,81 @@ impl Metrics {
         registry.register("mount_duration_seconds", "Time to serve a Mount call", mount_duration.clone());
         let in_flight = Gauge::default();
         registry.register("mounts_in_flight", "Mount calls being served", in_flight.clone());
-        Self { registry, mounts, mount_duration, in_flight, ready: AtomicBool::new(false) }
+        let aws_requests = Family::<AwsLabels, Counter>::default();
+        registry.register(
+            "aws_requests",
+            "AWS API calls by service, operation and outcome (success, client, server, throttled, timeout, network)",
+            aws_requests.clone(),
+        );
+        let aws_duration = Family::<OperationLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "aws_request_duration_seconds",
+            "AWS API call latency, retries included",
+            aws_duration.clone(),
+        );
+        let credentials = Family::<CredentialLabels, Counter>::default();
+        registry.register(
+            "credentials",
+            "Pod credentials by auth method and source (fetched, cached, shared, error)",
+            credentials.clone(),
+        );
+        let kube_requests = Family::<KubeLabels, Counter>::default();
+        registry.register(
+            "kubernetes_requests",
+            "Kubernetes API reads by resource and outcome",
+            kube_requests.clone(),
+        );
+        let object_fetches = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "object_fetches",
+            "Objects a mount needed, by where they came from (aws, shared in-flight fetch, cache)",
+            object_fetches.clone(),
+        );
+        Self {
+            registry,
+            mounts,
+            mount_duration,
+            in_flight,
+            aws_requests,
+            aws_duration,
+            credentials,
+            kube_requests,
+            object_fetches,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Records one AWS API call.
+    pub fn aws_request(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
+        self.aws_requests.get_or_create(&AwsLabels { service, operation, outcome }).inc();
+        self.aws_duration
+            .get_or_create(&OperationLabels { service, operation })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records where a pod's credentials came from.
+    pub fn credential(&self, method: &'static str, source: &'static str) {
+        self.credentials.get_or_create(&CredentialLabels { method, source }).inc();
+    }
+
+    /// Records one Kubernetes API read.
+    pub fn kube_request(&self, resource: &'static str, outcome: &'static str) {
+        self.kube_requests.get_or_create(&KubeLabels { resource, outcome }).inc();
+    }
+
+    /// Records `count` objects served from `source`.
+    pub fn object_fetches(&self, source: &'static str, count: u64) {
+        if count > 0 {
+            self.object_fetches.get_or_create(&SourceLabels { source }).inc_by(count);
+        }
     }
 
     /// Counts a mount as in flight until the guard drops.

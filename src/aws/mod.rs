@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 pub use error::{ErrorClass, FetchError, classify};
 
 use crate::class::ObjectType;
+use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 
 /// One object version to fetch; also the key under which identical fetches are shared.
@@ -120,7 +121,14 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .timeout_config(timeouts)
-        .retry_config(RetryConfig::standard().with_max_attempts(3));
+        // The driver retries failed mounts itself: keep the SDK's backoff short so a mount
+        // reports the real cause (a 5xx, throttling) well within its deadline.
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(200))
+                .with_max_backoff(Duration::from_secs(2)),
+        );
     if let Ok(app_name) = aws_config::AppName::new(format!("csi-provider-aws-{version}")) {
         loader = loader.app_name(app_name);
     }
@@ -144,11 +152,12 @@ pub struct AwsStore {
     sdk: SdkConfig,
     /// Caps requests in flight so a node-wide mount storm stays within AWS quotas.
     limiter: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 impl AwsStore {
-    pub fn new(sdk: SdkConfig, max_concurrent_requests: usize) -> Self {
-        Self { sdk, limiter: Arc::new(Semaphore::new(max_concurrent_requests.max(1))) }
+    pub fn new(sdk: SdkConfig, max_concurrent_requests: usize, metrics: Arc<Metrics>) -> Self {
+        Self { sdk, limiter: Arc::new(Semaphore::new(max_concurrent_requests.max(1))), metrics }
     }
 
     /// The SDK configuration (for the default credentials chain).
@@ -163,8 +172,8 @@ impl SecretStore for AwsStore {
             let (secrets, parameters): (Vec<&SecretRef>, Vec<&SecretRef>) =
                 refs.iter().partition(|r| r.object_type == ObjectType::SecretsManager);
             let (mut results, more) = futures::join!(
-                secretsmanager::fetch_all(&self.sdk, &self.limiter, target, &secrets),
-                parameterstore::fetch_all(&self.sdk, &self.limiter, target, &parameters),
+                secretsmanager::fetch_all(&self.sdk, &self.limiter, &self.metrics, target, &secrets),
+                parameterstore::fetch_all(&self.sdk, &self.limiter, &self.metrics, target, &parameters),
             );
             results.extend(more);
             results

@@ -5,10 +5,13 @@
 use aws_config::{Region, SdkConfig};
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::Parameter;
+use std::time::Instant;
+
 use tokio::sync::Semaphore;
 
 use super::{ErrorClass, FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify};
 use crate::class::{Arn, ObjectType};
+use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 
 /// GetParameters accepts at most this many names.
@@ -17,6 +20,7 @@ const BATCH_SIZE: usize = 10;
 pub(super) async fn fetch_all(
     sdk: &SdkConfig,
     limiter: &Semaphore,
+    metrics: &Metrics,
     target: &FetchTarget,
     refs: &[&SecretRef],
 ) -> FetchResults {
@@ -29,7 +33,7 @@ pub(super) async fn fetch_all(
         .build();
     let client = Client::from_conf(config);
     let batches = batches(refs);
-    let fetches = batches.iter().map(|batch| fetch_batch(&client, limiter, &target.region, batch));
+    let fetches = batches.iter().map(|batch| fetch_batch(&client, limiter, metrics, &target.region, batch));
     futures::future::join_all(fetches).await.into_iter().flatten().collect()
 }
 
@@ -75,6 +79,7 @@ fn matches(requested: &str, parameter: &Parameter) -> bool {
 async fn fetch_batch(
     client: &Client,
     limiter: &Semaphore,
+    metrics: &Metrics,
     region: &str,
     batch: &[&SecretRef],
 ) -> Vec<(SecretRef, Result<FetchedSecret, FetchError>)> {
@@ -93,14 +98,17 @@ async fn fetch_batch(
         return fail_all(ErrorClass::Server, None, "the provider is shutting down".into());
     };
     let names: Vec<String> = batch.iter().map(|r| selector_name(r)).collect();
-    let output =
-        match client.get_parameters().set_names(Some(names.clone())).with_decryption(true).send().await {
-            Ok(output) => output,
-            Err(e) => {
-                let (class, code, message) = classify(&e);
-                return fail_all(class, code, message);
-            }
-        };
+    let started = Instant::now();
+    let sent = client.get_parameters().set_names(Some(names.clone())).with_decryption(true).send().await;
+    let outcome = sent.as_ref().map_or_else(|e| classify(e).0.label(), |_| "success");
+    metrics.aws_request("ssm", "GetParameters", outcome, started.elapsed());
+    let output = match sent {
+        Ok(output) => output,
+        Err(e) => {
+            let (class, code, message) = classify(&e);
+            return fail_all(class, code, message);
+        }
+    };
     let invalid = output.invalid_parameters.unwrap_or_default();
     let mut parameters = output.parameters.unwrap_or_default();
     batch

@@ -4,15 +4,19 @@
 
 use aws_config::{Region, SdkConfig};
 use aws_sdk_secretsmanager::Client;
+use std::time::Instant;
+
 use tokio::sync::Semaphore;
 
 use super::{FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify};
 use crate::class::ObjectType;
+use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 
 pub(super) async fn fetch_all(
     sdk: &SdkConfig,
     limiter: &Semaphore,
+    metrics: &Metrics,
     target: &FetchTarget,
     refs: &[&SecretRef],
 ) -> FetchResults {
@@ -26,7 +30,13 @@ pub(super) async fn fetch_all(
     let client = Client::from_conf(config);
     let fetches = refs.iter().map(|r| {
         let client = &client;
-        async move { ((*r).clone(), fetch_one(client, limiter, &target.region, r).await) }
+        async move {
+            let started = Instant::now();
+            let result = fetch_one(client, limiter, &target.region, r).await;
+            let outcome = result.as_ref().map_or_else(|e| e.class.label(), |_| "success");
+            metrics.aws_request("secretsmanager", "GetSecretValue", outcome, started.elapsed());
+            ((*r).clone(), result)
+        }
     });
     futures::future::join_all(fetches).await.into_iter().collect()
 }

@@ -14,6 +14,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use super::{FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, SecretStore};
+use crate::metrics::Metrics;
 
 /// Everything that makes two fetches identical.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -71,11 +72,18 @@ pub struct SharedStore {
     state: Arc<Mutex<State>>,
     cache: CacheSettings,
     pub stats: Arc<SharingStats>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl SharedStore {
     pub fn new(inner: Arc<dyn SecretStore>, cache: CacheSettings) -> Self {
-        Self { inner, state: Arc::default(), cache, stats: Arc::default() }
+        Self { inner, state: Arc::default(), cache, stats: Arc::default(), metrics: None }
+    }
+
+    /// Reports where objects came from as `object_fetches` metrics.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Values currently cached.
@@ -113,6 +121,11 @@ impl SecretStore for SharedStore {
                     } else {
                         missing.push(secret.clone());
                     }
+                }
+                if let Some(metrics) = &self.metrics {
+                    metrics.object_fetches("cache", results.len() as u64);
+                    metrics.object_fetches("shared", waits.len() as u64);
+                    metrics.object_fetches("aws", missing.len() as u64);
                 }
                 if !missing.is_empty() {
                     self.stats.fetched.fetch_add(missing.len() as u64, Ordering::Relaxed);

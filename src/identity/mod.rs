@@ -21,6 +21,7 @@ use crate::aws::ErrorClass;
 use crate::cache::{Cache, Lookup};
 use crate::class::AuthMethod;
 use crate::kube::{ClusterError, ClusterLookup};
+use crate::metrics::Metrics;
 use crate::request::Pod;
 pub use pod_identity::PodIdentityAgent;
 
@@ -151,6 +152,7 @@ pub struct PodCredentials {
     agent: Arc<PodIdentityAgent>,
     cache: Cache<CredentialKey, Credentials, IdentityError>,
     pub stats: Arc<CredentialStats>,
+    metrics: Arc<Metrics>,
 }
 
 /// Credentials are used until this long before they expire.
@@ -160,13 +162,19 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(900);
 
 impl PodCredentials {
     /// `sts` is the SDK configuration for STS (no credentials of its own: the call is unsigned).
-    pub fn new(sts: SdkConfig, cluster: Arc<dyn ClusterLookup>, agent: PodIdentityAgent) -> Self {
+    pub fn new(
+        sts: SdkConfig,
+        cluster: Arc<dyn ClusterLookup>,
+        agent: PodIdentityAgent,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             sts,
             cluster,
             agent: Arc::new(agent),
             cache: Cache::new(10_000),
             stats: Arc::new(CredentialStats::default()),
+            metrics,
         }
     }
 
@@ -198,11 +206,25 @@ impl PodCredentials {
                 let sts = self.sts.clone();
                 let session = irsa::session_name(&pod.namespace, &pod.service_account);
                 let regions = regions.to_vec();
+                let metrics = self.metrics.clone();
                 self.cache
                     .get_or_fetch(key, move || async move {
                         let mut last = None;
                         for region in &regions {
-                            match irsa::assume_role(&sts, region, &role, &token, &session).await {
+                            let started = Instant::now();
+                            let result = irsa::assume_role(&sts, region, &role, &token, &session).await;
+                            let outcome = match &result {
+                                Ok(_) => "success",
+                                Err(IdentityError::Sts { class, .. }) => class.label(),
+                                Err(_) => "client",
+                            };
+                            metrics.aws_request(
+                                "sts",
+                                "AssumeRoleWithWebIdentity",
+                                outcome,
+                                started.elapsed(),
+                            );
+                            match result {
                                 Ok(credentials) => return Ok(with_expiry(credentials)),
                                 // Another region's STS may answer when this one is down.
                                 Err(e) if e.is_transient() => last = Some(e),
@@ -229,6 +251,17 @@ impl PodCredentials {
         };
         let counter = if lookup == Lookup::Miss { &self.stats.fetches } else { &self.stats.hits };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let method = match auth {
+            AuthMethod::Irsa => "irsa",
+            AuthMethod::PodIdentity(_) => "pod_identity",
+        };
+        let source = match (&result, lookup) {
+            (Err(_), _) => "error",
+            (Ok(_), Lookup::Miss) => "fetched",
+            (Ok(_), Lookup::Hit) => "cached",
+            (Ok(_), Lookup::Shared) => "shared",
+        };
+        self.metrics.credential(method, source);
         let credentials = SharedCredentialsProvider::new(result?);
         Ok(Identity { credentials, key: identity_key })
     }

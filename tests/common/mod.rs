@@ -188,9 +188,10 @@ impl Provider {
             ..AwsSettings::default()
         };
         let sdk = load_sdk_config(&settings).await;
-        let aws = AwsStore::new(sdk.clone(), 64);
+        let metrics = Arc::new(Metrics::new());
+        let aws = AwsStore::new(sdk.clone(), 64, metrics.clone());
         let cache = CacheSettings { ttl: options.cache_ttl, ..CacheSettings::default() };
-        let store = Arc::new(SharedStore::new(Arc::new(aws), cache));
+        let store = Arc::new(SharedStore::new(Arc::new(aws), cache).with_metrics(metrics.clone()));
         let sharing = store.stats.clone();
         let mount_settings = MountSettings {
             driver_writes_secrets: options.driver_writes_secrets,
@@ -207,7 +208,7 @@ impl Provider {
             }
         };
         let cluster: Arc<dyn ClusterLookup> =
-            Arc::new(KubeLookup::new(KubeSource::Kubeconfig(kubeconfig), 100, 100));
+            Arc::new(KubeLookup::new(KubeSource::Kubeconfig(kubeconfig), 100, 100, metrics.clone()));
         let credentials: Arc<dyn csi_provider_aws::identity::CredentialSource> =
             if options.provider_credentials {
                 Arc::new(ProviderCredentials(Some(test_credentials())))
@@ -215,10 +216,9 @@ impl Provider {
                 let agent =
                     PodIdentityAgent::new(&options.agent_ipv4, &options.agent_ipv6, options.agent_timeout)
                         .unwrap();
-                Arc::new(PodCredentials::new(sts_config(&sdk), cluster.clone(), agent))
+                Arc::new(PodCredentials::new(sts_config(&sdk), cluster.clone(), agent, metrics.clone()))
             };
         let mounter = Arc::new(Mounter::new(mount_settings, store, credentials, Some(cluster)));
-        let metrics = Arc::new(Metrics::new());
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("aws.sock");
         let listener = server::bind(&socket).unwrap();
@@ -339,8 +339,19 @@ struct Stats {
     max_outstanding: AtomicUsize,
     /// The head (and small body) of every request.
     log: std::sync::Mutex<Vec<String>>,
-    /// region -> injected HTTP status.
-    faults: std::sync::Mutex<std::collections::HashMap<String, u16>>,
+    /// region -> injected fault.
+    faults: std::sync::Mutex<std::collections::HashMap<String, Fault>>,
+}
+
+/// What the proxy does to requests signed for a region.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Answer with this HTTP status and an AWS JSON error.
+    Status(u16),
+    /// Close the connection instead of answering.
+    Reset,
+    /// Forward, but this much later.
+    Delay(Duration),
 }
 
 type Chunk = (tokio::time::Instant, Vec<u8>);
@@ -397,7 +408,12 @@ impl LatencyProxy {
 
     /// Answers every request signed for `region` with `status` (a JSON AWS error).
     pub fn fail_region(&self, region: &str, status: u16) {
-        self.stats.faults.lock().unwrap().insert(region.to_owned(), status);
+        self.fault(region, Fault::Status(status));
+    }
+
+    /// Applies `fault` to every request signed for `region`.
+    pub fn fault(&self, region: &str, fault: Fault) {
+        self.stats.faults.lock().unwrap().insert(region.to_owned(), fault);
     }
 
     pub fn heal(&self) {
@@ -464,12 +480,27 @@ async fn read_requests(
             stats.max_outstanding.fetch_max(now, Ordering::SeqCst);
             stats.log.lock().unwrap().push(head.clone());
             let fault = signed_region(&head).and_then(|r| stats.faults.lock().unwrap().get(&r).copied());
-            if let Some(status) = fault {
-                let head_len = head.find("\r\n\r\n").map_or(n, |i| i + 4);
-                swallow = content_length(&head).saturating_sub(n.saturating_sub(head_len));
-                stats.outstanding.fetch_sub(1, Ordering::SeqCst);
-                let _ = to_client.send((due, injected_response(status)));
-                continue;
+            match fault {
+                Some(Fault::Status(status)) => {
+                    let head_len = head.find("\r\n\r\n").map_or(n, |i| i + 4);
+                    swallow = content_length(&head).saturating_sub(n.saturating_sub(head_len));
+                    stats.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    let _ = to_client.send((due, injected_response(status)));
+                    continue;
+                }
+                Some(Fault::Reset) => {
+                    stats.outstanding.fetch_sub(1, Ordering::SeqCst);
+                    // An empty chunk tells the client side to close the connection.
+                    let _ = to_client.send((due, Vec::new()));
+                    break;
+                }
+                Some(Fault::Delay(extra)) => {
+                    if to_server.send((due + extra, chunk.to_vec())).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                None => {}
             }
         }
         if to_server.send((due, chunk.to_vec())).is_err() {
@@ -508,6 +539,9 @@ async fn deliver(
 ) {
     while let Some((due, chunk)) = chunks.recv().await {
         tokio::time::sleep_until(due).await;
+        if chunk.is_empty() {
+            break;
+        }
         if to.write_all(&chunk).await.is_err() {
             break;
         }
