@@ -123,6 +123,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 500)]
     pub max_objects: usize,
 
+    /// Most bytes of file contents one mount may return (the driver accepts at most 4 MiB
+    /// per response, protobuf framing included).
+    #[arg(long, value_name = "BYTES", default_value_t = 3_670_016, value_parser = clap::value_parser!(u64).range(1..=4_000_000))]
+    pub max_mount_bytes: u64,
+
     /// Limit for one AWS API call, retries included, as a Go duration.
     #[arg(long, value_name = "DURATION", default_value = "12s", value_parser = go_duration)]
     pub aws_timeout: Duration,

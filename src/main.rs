@@ -109,6 +109,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         driver_writes_secrets: args.driver_writes_secrets,
         default_region,
         max_objects: args.max_objects,
+        max_response_bytes: usize::try_from(args.max_mount_bytes).unwrap_or(usize::MAX),
         timeout: args.mount_timeout,
         max_concurrent: args.max_concurrent_mounts,
         ..MountSettings::default()

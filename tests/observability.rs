@@ -129,3 +129,29 @@ async fn every_aws_fault_fails_clearly_in_bounded_time_while_other_mounts_work()
     client.mount(faulty).await.expect("the region works again once healed");
     provider.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_protect_the_node_with_clear_errors() {
+    let provider =
+        Provider::start(Options { max_mount_bytes: 1000, max_objects: 3, ..Options::default() }).await;
+    let name = unique("big");
+    create_secret("us-east-1", &name, &"x".repeat(1500)).await;
+    let mut client = provider.client().await;
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager}}");
+    let err = client
+        .mount(mount_request(&[("region", "us-east-1"), ("objects", &objects)], Path::new("/t")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("1500 bytes, over the limit of 1000"), "{}", err.message());
+
+    let many: String =
+        (0..4).map(|i| format!("- {{objectName: n{i}, objectType: secretsmanager}}\n")).collect();
+    let err = client
+        .mount(mount_request(&[("region", "us-east-1"), ("objects", &many)], Path::new("/t")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("4 objects; the limit is 3"), "{}", err.message());
+    provider.stop().await;
+}

@@ -144,6 +144,8 @@ pub struct Options {
     pub provider_credentials: bool,
     pub cache_ttl: Duration,
     pub mount_timeout: Duration,
+    pub max_mount_bytes: usize,
+    pub max_objects: usize,
 }
 
 impl Default for Options {
@@ -160,6 +162,8 @@ impl Default for Options {
             provider_credentials: false,
             cache_ttl: Duration::ZERO,
             mount_timeout: Duration::from_secs(30),
+            max_mount_bytes: MountSettings::default().max_response_bytes,
+            max_objects: MountSettings::default().max_objects,
         }
     }
 }
@@ -197,6 +201,8 @@ impl Provider {
             driver_writes_secrets: options.driver_writes_secrets,
             default_region: options.default_region.clone(),
             timeout: options.mount_timeout,
+            max_response_bytes: options.max_mount_bytes,
+            max_objects: options.max_objects,
             ..MountSettings::default()
         };
         let (kube, kubeconfig) = match &options.kubeconfig {
