@@ -112,7 +112,6 @@ async fn serve(args: ServeArgs) -> ExitCode {
         max_response_bytes: usize::try_from(args.max_mount_bytes).unwrap_or(usize::MAX),
         timeout: args.mount_timeout,
         max_concurrent: args.max_concurrent_mounts,
-        ..MountSettings::default()
     };
     let mounter =
         Arc::new(Mounter::new(mount_settings, Arc::new(store), Arc::new(credentials), Some(cluster)));
