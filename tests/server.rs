@@ -46,9 +46,11 @@ impl Binary {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let _ =
-                        tx.send(addr.split_whitespace().next().unwrap_or("").trim_matches('"').to_owned());
+                // Text logs say addr=HOST:PORT, JSON logs "addr":"HOST:PORT".
+                let found = line.split("addr=").nth(1).or_else(|| line.split("\"addr\":").nth(1));
+                if let Some(addr) = found {
+                    let addr = addr.trim_start_matches('"');
+                    let _ = tx.send(addr.split(['"', ' ', ',']).next().unwrap_or("").to_owned());
                 }
                 sink.lock().unwrap().push_str(&line);
                 sink.lock().unwrap().push('\n');
@@ -408,4 +410,19 @@ fn a_stopping_provider_leaves_its_successors_socket_alone() {
     assert!(old.wait(Duration::from_secs(10)).success());
     assert!(socket.exists(), "the successor's socket was removed");
     drop(successor);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut binary = Binary::start(&["--log-format=json"], &[], dir);
+    binary.signal("TERM");
+    assert!(binary.wait(Duration::from_secs(10)).success());
+    let log = binary.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{log}");
+    for line in lines {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value.get("level").is_some() && value.get("message").is_some(), "{line}");
+    }
 }
