@@ -10,11 +10,11 @@ use tonic::{Code, Status};
 
 use crate::aws::failover::{self, FetchFailure, FetchItem};
 use crate::aws::{FetchTarget, SecretRef, SecretStore};
-use crate::class::{ClassError, SecretObject, SecretProviderClass};
+use crate::class::{ClassError, Collection, SecretObject, SecretProviderClass};
 use crate::identity::{CredentialSource, IdentityError};
 use crate::kube::ClusterLookup;
 use crate::proto;
-use crate::render::{self, RenderError, Rendered};
+use crate::render::{self, ObjectValue, RenderError, Rendered};
 use crate::request::{MountInput, Pod, RequestError};
 use crate::write::{self, WriteError};
 
@@ -291,7 +291,10 @@ impl Mounter {
         class.check_regions(&region)?;
         let regions: Vec<String> =
             std::iter::once(region.clone()).chain(class.failover_region.clone()).collect();
-        let identity = self.credentials.credentials(pod, class.auth, &regions).await?;
+        let mut identity = self.credentials.credentials(pod, class.auth, &regions).await?;
+        if let Some(role) = &class.assume_role {
+            identity = self.credentials.assume_role(pod, &identity, role, &regions).await?;
+        }
         let target = |region: &String| FetchTarget {
             region: region.clone(),
             credentials: identity.credentials.clone(),
@@ -300,16 +303,33 @@ impl Mounter {
         let primary = target(&region);
         let failover_target = class.failover_region.as_ref().map(target);
 
-        let items: Vec<FetchItem> = class.objects.iter().map(|o| fetch_item(o, class)).collect();
-        let mut results =
-            failover::fetch(self.store.as_ref(), &primary, failover_target.as_ref(), &items).await;
+        let named: Vec<&SecretObject> = class.objects.iter().filter(|o| o.collection.is_none()).collect();
+        let items: Vec<FetchItem> = named.iter().map(|o| fetch_item(o, class)).collect();
+        let collections = class.objects.iter().filter_map(|o| {
+            let collection = o.collection.as_ref()?;
+            Some(self.list(collection, o.max_count, &primary, failover_target.as_ref()))
+        });
+        let (mut results, mut listed) = futures::join!(
+            failover::fetch(self.store.as_ref(), &primary, failover_target.as_ref(), &items),
+            futures::future::join_all(collections),
+        );
 
         // One value per object, in class order; identical objects share one fetch.
-        let mut values = Vec::with_capacity(items.len());
+        let mut listed = listed.drain(..);
+        let mut values = Vec::with_capacity(class.objects.len());
         let mut failures = Vec::new();
-        for item in &items {
-            match results.get(item) {
-                Some(Ok(value)) => values.push(value.clone()),
+        for object in &class.objects {
+            if object.collection.is_some() {
+                match listed.next() {
+                    Some(Ok(entries)) => values.push(ObjectValue::Many(entries)),
+                    Some(Err(failure)) => failures.push(failure),
+                    None => {}
+                }
+                continue;
+            }
+            let item = fetch_item(object, class);
+            match results.get(&item) {
+                Some(Ok(value)) => values.push(ObjectValue::One(value.clone())),
                 Some(Err(failure)) => {
                     if !failures.contains(failure) {
                         failures.push(failure.clone());
@@ -323,6 +343,26 @@ impl Mounter {
             return Err(MountError::Fetch { failures, total: class.objects.len() });
         }
         Ok(render::render(class, &values)?)
+    }
+
+    /// Lists a collection, falling over like single objects do.
+    async fn list(
+        &self,
+        collection: &Collection,
+        max: usize,
+        primary: &FetchTarget,
+        failover: Option<&FetchTarget>,
+    ) -> Result<Vec<(String, crate::aws::FetchedSecret)>, FetchFailure> {
+        let first = self.store.list(primary, collection, max).await;
+        match (first, failover) {
+            (Ok(entries), _) => Ok(entries),
+            (Err(e), Some(failover)) if e.class.is_transient() => self
+                .store
+                .list(failover, collection, max)
+                .await
+                .map_err(|second| FetchFailure::Both { primary: Box::new(e), failover: Box::new(second) }),
+            (Err(e), _) => Err(FetchFailure::Primary(e)),
+        }
     }
 
     async fn finish(

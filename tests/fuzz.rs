@@ -8,7 +8,7 @@ use csi_provider_aws::aws::FetchedSecret;
 use csi_provider_aws::class::naming::check_file_path;
 use csi_provider_aws::class::{Parameters, SecretProviderClass};
 use csi_provider_aws::proto::MountRequest;
-use csi_provider_aws::render::render;
+use csi_provider_aws::render::{ObjectValue, render};
 use csi_provider_aws::request::MountInput;
 use csi_provider_aws::secret::SecretBytes;
 use proptest::prelude::*;
@@ -141,10 +141,10 @@ proptest! {
         ], 0..6),
     ) {
         let Ok(class) = SecretProviderClass::parse(&params, 0o644) else { return Ok(()) };
-        let values: Vec<FetchedSecret> = class.objects.iter().enumerate().map(|(i, _)| FetchedSecret {
+        let values: Vec<ObjectValue> = class.objects.iter().enumerate().map(|(i, _)| ObjectValue::One(FetchedSecret {
             value: SecretBytes::new(values.get(i).cloned().unwrap_or_default()),
             version: format!("v{i}"),
-        }).collect();
+        })).collect();
         if let Ok(rendered) = render(&class, &values) {
             let declared: Vec<&str> = class.files().map(|(f, _)| f).collect();
             let produced: Vec<&str> = rendered.files.iter().map(|f| f.path.as_str()).collect();

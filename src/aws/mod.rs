@@ -3,6 +3,7 @@
 
 mod error;
 pub mod failover;
+pub mod listing;
 mod parameterstore;
 mod secretsmanager;
 pub mod shared;
@@ -79,6 +80,26 @@ pub struct FetchTarget {
 pub trait SecretStore: Send + Sync {
     /// Fetches every ref (deduplicated by the caller) in one region, concurrently.
     fn fetch<'a>(&'a self, target: &'a FetchTarget, refs: &'a [SecretRef]) -> BoxFuture<'a, FetchResults>;
+
+    /// Fetches every entry of a collection (at most `max`), sorted by name.
+    fn list<'a>(
+        &'a self,
+        target: &'a FetchTarget,
+        collection: &'a crate::class::Collection,
+        max: usize,
+    ) -> BoxFuture<'a, Result<listing::Entries, FetchError>> {
+        let _ = max;
+        Box::pin(async move {
+            Err(FetchError {
+                what: collection.to_string(),
+                object_type: ObjectType::SecretsManager,
+                region: target.region.clone(),
+                class: ErrorClass::Client,
+                code: None,
+                message: "this store cannot list collections".into(),
+            })
+        })
+    }
 }
 
 /// How the provider talks to AWS.
@@ -178,5 +199,14 @@ impl SecretStore for AwsStore {
             results.extend(more);
             results
         })
+    }
+
+    fn list<'a>(
+        &'a self,
+        target: &'a FetchTarget,
+        collection: &'a crate::class::Collection,
+        max: usize,
+    ) -> BoxFuture<'a, Result<listing::Entries, FetchError>> {
+        Box::pin(listing::list(&self.sdk, &self.limiter, &self.metrics, target, collection, max))
     }
 }

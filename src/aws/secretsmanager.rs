@@ -13,7 +13,7 @@ use crate::class::ObjectType;
 use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 
-pub(super) async fn fetch_all(
+pub(crate) async fn fetch_all(
     sdk: &SdkConfig,
     limiter: &Semaphore,
     metrics: &Metrics,

@@ -140,9 +140,28 @@ impl SecretStore for SharedStore {
             results
         })
     }
+
+    fn list<'a>(
+        &'a self,
+        target: &'a FetchTarget,
+        collection: &'a crate::class::Collection,
+        max: usize,
+    ) -> BoxFuture<'a, Result<super::listing::Entries, FetchError>> {
+        self.list_collection(target, collection, max)
+    }
 }
 
 impl SharedStore {
+    /// Collections are listed afresh by every mount (their membership is what changes).
+    pub fn list_collection<'a>(
+        &'a self,
+        target: &'a FetchTarget,
+        collection: &'a crate::class::Collection,
+        max: usize,
+    ) -> BoxFuture<'a, Result<super::listing::Entries, FetchError>> {
+        self.inner.list(target, collection, max)
+    }
+
     /// Starts fetching `refs` as one batch in its own task, so it completes (and settles the
     /// shared state) even if every mount waiting for it is cancelled. Called with the lock
     /// held, so the task cannot settle before the batch is registered.

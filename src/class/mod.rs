@@ -31,6 +31,18 @@ pub struct Parameters {
     pub use_pod_identity: Option<String>,
     #[serde(default, rename = "preferredAddressType")]
     pub preferred_address_type: Option<String>,
+    /// Beyond ASCP: a role to assume with the pod's credentials before fetching.
+    #[serde(default, rename = "assumeRoleArn")]
+    pub assume_role_arn: Option<String>,
+    #[serde(default, rename = "assumeRoleExternalId")]
+    pub assume_role_external_id: Option<String>,
+}
+
+/// `assumeRoleArn` (+ `assumeRoleExternalId`): cross-account role chaining.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub external_id: Option<String>,
 }
 
 /// Which AWS service holds an object.
@@ -99,7 +111,130 @@ pub struct JmesPathEntry {
     /// File path relative to the target directory.
     pub file: String,
     pub mode: u32,
+    /// How the extracted string is decoded before it is written.
+    pub encoding: Encoding,
+    /// Render numbers, booleans, objects and arrays as JSON instead of failing (opt-in).
+    pub allow_non_string: bool,
 }
+
+/// How a value is decoded before it is written (`encoding`). ASCP writes values as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// As stored.
+    #[default]
+    Raw,
+    /// Base64 (standard or URL-safe alphabet, padding optional, whitespace ignored).
+    Base64,
+    /// Hexadecimal digits (whitespace ignored).
+    Hex,
+    /// As stored, but the value must be valid UTF-8 text.
+    Utf8,
+}
+
+impl Encoding {
+    fn parse(value: &str) -> Option<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "base64" => Some(Self::Base64),
+            "hex" => Some(Self::Hex),
+            "utf-8" | "utf8" => Some(Self::Utf8),
+            "none" | "raw" | "" => Some(Self::Raw),
+            _ => None,
+        }
+    }
+
+    /// Decodes `bytes`; the error says what is wrong, never the value.
+    pub fn decode(self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        let compact = || bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<u8>>();
+        match self {
+            Self::Raw => Ok(bytes.to_vec()),
+            Self::Utf8 => match std::str::from_utf8(bytes) {
+                Ok(_) => Ok(bytes.to_vec()),
+                Err(e) => Err(format!("the value is not valid UTF-8 (at byte {})", e.valid_up_to())),
+            },
+            Self::Base64 => {
+                let text = compact();
+                let engines = [
+                    base64::engine::general_purpose::STANDARD,
+                    base64::engine::general_purpose::STANDARD_NO_PAD,
+                    base64::engine::general_purpose::URL_SAFE,
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                ];
+                engines
+                    .iter()
+                    .find_map(|engine| engine.decode(&text).ok())
+                    .ok_or_else(|| "the value is not valid base64".to_owned())
+            }
+            Self::Hex => {
+                let text = compact();
+                if text.len() % 2 != 0 {
+                    return Err("the value is not valid hex (odd number of digits)".into());
+                }
+                text.chunks(2)
+                    .map(|pair| {
+                        std::str::from_utf8(pair)
+                            .ok()
+                            .and_then(|p| u8::from_str_radix(p, 16).ok())
+                            .ok_or_else(|| "the value is not valid hex".to_owned())
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Objects that name a set of entries instead of one (`path`, `tags`): each entry becomes a
+/// file named after it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Collection {
+    /// Every Parameter Store parameter under `path` (all levels when `recursive`).
+    ParameterPath { path: String, recursive: bool },
+    /// Every Secrets Manager secret whose name starts with `prefix` and has all `tags`.
+    SecretList { prefix: Option<String>, tags: Vec<(String, String)> },
+}
+
+impl Collection {
+    /// The entry's name relative to the collection, which becomes its file name.
+    pub fn relative<'a>(&self, name: &'a str) -> &'a str {
+        let prefix = match self {
+            Self::ParameterPath { path, .. } => Some(path.as_str()),
+            Self::SecretList { prefix, .. } => prefix.as_deref(),
+        };
+        let rest = prefix.and_then(|p| name.strip_prefix(p)).unwrap_or(name);
+        rest.trim_start_matches('/')
+    }
+}
+
+impl fmt::Display for Collection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ParameterPath { path, recursive } => {
+                write!(f, "parameters under {path:?}{}", if *recursive { " (recursive)" } else { "" })
+            }
+            Self::SecretList { prefix, tags } => {
+                f.write_str("secrets")?;
+                if let Some(prefix) = prefix {
+                    write!(f, " named {prefix:?}*")?;
+                }
+                for (k, v) in tags {
+                    write!(f, " tagged {k}={v}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `expandJson`: one file per top-level key of a JSON secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpandJson {
+    /// Only these keys (each must exist); all keys when `None`.
+    pub keys: Option<Vec<String>>,
+}
+
+/// Default and ceiling of `maxCount` for path objects.
+pub const DEFAULT_MAX_COUNT: usize = 100;
+pub const MAX_MAX_COUNT: usize = 1000;
 
 /// One validated object of the class.
 #[derive(Debug, Clone)]
@@ -119,6 +254,14 @@ pub struct SecretObject {
     pub jmes_path: Vec<JmesPathEntry>,
     /// `failoverObject.objectName`: the name to use in the failover region.
     pub failover_name: Option<String>,
+    /// Set for objects naming a set of entries (`path`, `tags`).
+    pub collection: Option<Collection>,
+    /// Most entries a collection may have (`maxCount`).
+    pub max_count: usize,
+    /// How the object's own file is decoded (`encoding`).
+    pub encoding: Encoding,
+    /// `expandJson`: a file per top-level key.
+    pub expand_json: Option<ExpandJson>,
 }
 
 impl SecretObject {
@@ -132,10 +275,11 @@ impl SecretObject {
         }
     }
 
-    /// Every file this object produces, with its mode.
+    /// Every file this object is known to produce before fetching, with its mode
+    /// (collections and expanded JSON add files named after what is fetched).
     pub fn files(&self) -> impl Iterator<Item = (&str, u32)> {
-        std::iter::once((self.file.as_str(), self.mode))
-            .chain(self.jmes_path.iter().map(|j| (j.file.as_str(), j.mode)))
+        let main = self.collection.is_none().then_some((self.file.as_str(), self.mode));
+        main.into_iter().chain(self.jmes_path.iter().map(|j| (j.file.as_str(), j.mode)))
     }
 }
 
@@ -146,6 +290,8 @@ pub struct SecretProviderClass {
     pub failover_region: Option<String>,
     pub path_translation: PathTranslation,
     pub auth: AuthMethod,
+    /// A role assumed with the pod's credentials before fetching.
+    pub assume_role: Option<AssumeRole>,
     pub objects: Vec<SecretObject>,
     /// Oddities that do not stop a mount (unknown keys, ignored by ASCP too).
     pub warnings: Vec<String>,
@@ -198,6 +344,21 @@ impl SecretProviderClass {
             AuthMethod::Irsa
         });
 
+        let assume_role = non_empty(&params.assume_role_arn)
+            .map(|role_arn| AssumeRole { role_arn, external_id: non_empty(&params.assume_role_external_id) });
+        if let Some(role) = &assume_role {
+            let valid = Arn::parse(&role.role_arn)
+                .is_ok_and(|arn| arn.service == "iam" && arn.resource.starts_with("role/"));
+            if !valid {
+                problems.push(format!(
+                    "assumeRoleArn {:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+                    role.role_arn
+                ));
+            }
+        } else if non_empty(&params.assume_role_external_id).is_some() {
+            problems.push("assumeRoleExternalId is set without assumeRoleArn".into());
+        }
+
         let raw = raw::parse_objects(params.objects.as_deref().unwrap_or(""));
         problems.extend(raw.problems);
         let objects: Vec<SecretObject> = raw
@@ -215,7 +376,15 @@ impl SecretProviderClass {
         }
 
         ClassError::from_problems(problems)?;
-        Ok(Self { region, failover_region, path_translation, auth, objects, warnings: raw.warnings })
+        Ok(Self {
+            region,
+            failover_region,
+            path_translation,
+            auth,
+            assume_role,
+            objects,
+            warnings: raw.warnings,
+        })
     }
 
     /// Checks the rules that need the resolved primary region: ARNs must name the region
@@ -318,6 +487,30 @@ pub fn parse_file_permission(value: &str) -> Result<u32, String> {
     }
 }
 
+fn parse_encoding(value: Option<&str>) -> Result<Encoding, String> {
+    match value.map(str::trim) {
+        None => Ok(Encoding::Raw),
+        Some(v) => Encoding::parse(v)
+            .ok_or_else(|| format!("encoding {v:?} is unknown: use \"base64\", \"hex\" or \"utf-8\"")),
+    }
+}
+
+fn parse_expand_json(raw: &RawObject) -> Result<Option<ExpandJson>, String> {
+    let enabled = match raw.expand_json.as_deref().map(str::trim) {
+        None | Some("") => raw.expand_json_keys.is_some(),
+        Some(v) => parse_go_bool(v).ok_or_else(|| format!("expandJson {v:?} is not a boolean"))?,
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    if let Some(keys) = &raw.expand_json_keys {
+        if keys.is_empty() || keys.iter().any(|k| k.is_empty()) {
+            return Err("expandJsonKeys must list non-empty key names".into());
+        }
+    }
+    Ok(Some(ExpandJson { keys: raw.expand_json_keys.clone() }))
+}
+
 /// Validates one raw object in the context of the class.
 struct ObjectCheck {
     index: usize,
@@ -327,6 +520,9 @@ struct ObjectCheck {
 
 impl ObjectCheck {
     fn validate(&self, raw: &RawObject, has_failover_region: bool) -> Result<SecretObject, Vec<String>> {
+        if raw.path.is_some() || (!raw.tags.is_empty() && raw.object_name.is_none()) {
+            return self.validate_collection(raw);
+        }
         let Some(name) = raw.object_name.clone().filter(|n| !n.trim().is_empty()) else {
             return Err(vec![format!(
                 "objects[{}]: objectName is missing; set it to the secret's name or ARN",
@@ -370,6 +566,17 @@ impl ObjectCheck {
         let failover_name = raw.failover_object.as_ref().and_then(|failover| {
             self.failover(raw, failover, object_type, has_failover_region, &mut problem)
         });
+        let encoding = parse_encoding(raw.encoding.as_deref()).map_err(&mut problem).unwrap_or_default();
+        let expand_json = parse_expand_json(raw).map_err(&mut problem).ok().flatten();
+        for (what, set) in [
+            ("recursive", raw.recursive.is_some()),
+            ("maxCount", raw.max_count.is_some()),
+            ("tags", !raw.tags.is_empty()),
+        ] {
+            if set {
+                problem(format!("{what} applies only to objects with a path (or tags), not to objectName"));
+            }
+        }
 
         match (object_type, file) {
             (Some(object_type), Some(file)) if problems.is_empty() => Ok(SecretObject {
@@ -382,6 +589,107 @@ impl ObjectCheck {
                 mode,
                 jmes_path,
                 failover_name,
+                collection: None,
+                max_count: 1,
+                encoding,
+                expand_json,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// An object naming a set: Parameter Store `path` (+ `recursive`), or Secrets Manager
+    /// name prefix `path` and/or `tags`.
+    fn validate_collection(&self, raw: &RawObject) -> Result<SecretObject, Vec<String>> {
+        let path = non_empty(&raw.path);
+        let label = path.clone().unwrap_or_else(|| format!("objects[{}]", self.index));
+        let mut problems = Vec::new();
+        let mut problem = |message: String| problems.push(format!("object with path {label:?}: {message}"));
+        let object_type = match non_empty(&raw.object_type).as_deref().map(ObjectType::parse) {
+            Some(Some(t)) => Some(t),
+            _ => {
+                problem("objectType must be \"ssmparameter\" or \"secretsmanager\" for a path".into());
+                None
+            }
+        };
+        for (what, set) in [
+            ("objectName", raw.object_name.is_some()),
+            ("objectAlias", raw.object_alias.is_some()),
+            ("objectVersion", raw.object_version.is_some()),
+            ("objectVersionLabel", raw.object_version_label.is_some()),
+            ("jmesPath", !raw.jmes_path.is_empty()),
+            ("failoverObject", raw.failover_object.is_some()),
+            ("expandJson", raw.expand_json.is_some() || raw.expand_json_keys.is_some()),
+        ] {
+            if set {
+                problem(format!(
+                    "{what} cannot be combined with path or tags: each entry is mounted as a file named after it"
+                ));
+            }
+        }
+        let recursive = match raw.recursive.as_deref().map(str::trim) {
+            None | Some("") => false,
+            Some(v) => parse_go_bool(v).unwrap_or_else(|| {
+                problem(format!("recursive {v:?} is not a boolean"));
+                false
+            }),
+        };
+        let max_count = match raw.max_count.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_MAX_COUNT,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_MAX_COUNT).contains(&n) => n,
+                _ => {
+                    problem(format!("maxCount {v:?} must be a number from 1 to {MAX_MAX_COUNT}"));
+                    DEFAULT_MAX_COUNT
+                }
+            },
+        };
+        let collection = match object_type {
+            Some(ObjectType::SsmParameter) => {
+                if !raw.tags.is_empty() {
+                    problem("tags select Secrets Manager secrets; Parameter Store objects use path".into());
+                }
+                match &path {
+                    Some(p) if p.starts_with('/') => {
+                        Some(Collection::ParameterPath { path: p.clone(), recursive })
+                    }
+                    _ => {
+                        problem("a Parameter Store path must start with '/', e.g. \"/app/prod/\"".into());
+                        None
+                    }
+                }
+            }
+            Some(ObjectType::SecretsManager) => {
+                if raw.recursive.is_some() {
+                    problem(
+                        "recursive applies to Parameter Store paths; a Secrets Manager path is a name prefix"
+                            .into(),
+                    );
+                }
+                Some(Collection::SecretList { prefix: path.clone(), tags: raw.tags.clone() })
+            }
+            None => None,
+        };
+        let mode = match &raw.file_permission {
+            Some(p) => parse_file_permission(p).map_err(&mut problem).unwrap_or(self.default_mode),
+            None => self.default_mode,
+        };
+        let encoding = parse_encoding(raw.encoding.as_deref()).map_err(&mut problem).unwrap_or_default();
+        match (object_type, collection) {
+            (Some(object_type), Some(collection)) if problems.is_empty() => Ok(SecretObject {
+                name: collection.to_string(),
+                object_type,
+                arn: None,
+                version: None,
+                version_label: None,
+                file: String::new(),
+                mode,
+                jmes_path: Vec::new(),
+                failover_name: None,
+                collection: Some(collection),
+                max_count,
+                encoding,
+                expand_json: None,
             }),
             _ => Err(problems),
         }
@@ -466,7 +774,24 @@ impl ObjectCheck {
             None => object_mode,
         };
         let file = self.file_path(&alias, problem)?;
-        Some(JmesPathEntry { path, expression, file, mode })
+        let encoding = match parse_encoding(raw.encoding.as_deref()) {
+            Ok(encoding) => encoding,
+            Err(e) => {
+                problem(format!("jmesPath[{index}]: {e}"));
+                return None;
+            }
+        };
+        let allow_non_string = match raw.allow_non_string.as_deref().map(str::trim) {
+            None | Some("") => false,
+            Some(v) => match parse_go_bool(v) {
+                Some(b) => b,
+                None => {
+                    problem(format!("jmesPath[{index}]: allowNonString {v:?} is not a boolean"));
+                    return None;
+                }
+            },
+        };
+        Some(JmesPathEntry { path, expression, file, mode, encoding, allow_non_string })
     }
 
     fn failover(
@@ -521,12 +846,13 @@ fn file_conflicts(objects: &[SecretObject]) -> Vec<String> {
     let mut owners: BTreeMap<&str, String> = BTreeMap::new();
     let mut problems = Vec::new();
     for object in objects {
-        let entries = std::iter::once((object.file.as_str(), format!("object {:?}", object.name))).chain(
-            object
-                .jmes_path
-                .iter()
-                .map(|j| (j.file.as_str(), format!("jmesPath {:?} of object {:?}", j.path, object.name))),
-        );
+        let main =
+            object.collection.is_none().then(|| (object.file.as_str(), format!("object {:?}", object.name)));
+        let jmes = object
+            .jmes_path
+            .iter()
+            .map(|j| (j.file.as_str(), format!("jmesPath {:?} of object {:?}", j.path, object.name)));
+        let entries = main.into_iter().chain(jmes);
         for (file, owner) in entries {
             match owners.get(file) {
                 Some(first) => problems.push(format!(

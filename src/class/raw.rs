@@ -14,6 +14,14 @@ pub struct RawObject {
     pub file_permission: Option<String>,
     pub jmes_path: Vec<RawJmesPath>,
     pub failover_object: Option<RawFailover>,
+    // Extensions beyond ASCP (all optional).
+    pub path: Option<String>,
+    pub recursive: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub max_count: Option<String>,
+    pub encoding: Option<String>,
+    pub expand_json: Option<String>,
+    pub expand_json_keys: Option<Vec<String>>,
 }
 
 /// One `jmesPath` entry before validation.
@@ -22,6 +30,8 @@ pub struct RawJmesPath {
     pub path: Option<String>,
     pub object_alias: Option<String>,
     pub file_permission: Option<String>,
+    pub encoding: Option<String>,
+    pub allow_non_string: Option<String>,
 }
 
 /// A `failoverObject` before validation.
@@ -81,12 +91,21 @@ pub fn parse_objects(yaml: &str) -> RawObjects {
                         path: f.text("path"),
                         object_alias: f.text("objectAlias"),
                         file_permission: f.text("filePermission"),
+                        encoding: f.text("encoding"),
+                        allow_non_string: f.text("allowNonString"),
                     }),
                     failover_object: fields.mapping("failoverObject", |f| RawFailover {
                         object_name: f.text("objectName"),
                         object_version: f.text("objectVersion"),
                         object_version_label: f.text("objectVersionLabel"),
                     }),
+                    path: fields.text("path"),
+                    recursive: fields.text("recursive"),
+                    tags: fields.text_map("tags"),
+                    max_count: fields.text("maxCount"),
+                    encoding: fields.text("encoding"),
+                    expand_json: fields.text("expandJson"),
+                    expand_json_keys: fields.text_list("expandJsonKeys"),
                 };
                 fields.finish(&mut out);
                 out.objects.push(object);
@@ -132,6 +151,47 @@ impl<'a> Fields<'a> {
             Value::Bool(b) => Some(b.to_string()),
             other => {
                 let message = format!("{}.{key} must be a string, not {}", self.at, kind(other));
+                self.problems.push(message);
+                None
+            }
+        }
+    }
+
+    /// A mapping of scalars, read as text pairs in order.
+    fn text_map(&mut self, key: &'static str) -> Vec<(String, String)> {
+        match self.get(key) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Mapping(map)) => {
+                let mut out = Vec::new();
+                for (k, v) in map {
+                    match (scalar(k), scalar(v)) {
+                        (Some(k), Some(v)) => out.push((k, v)),
+                        _ => self.problems.push(format!("{}.{key} must map strings to strings", self.at)),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                let message = format!("{}.{key} must be a mapping, not {}", self.at, kind(other));
+                self.problems.push(message);
+                Vec::new()
+            }
+        }
+    }
+
+    /// A list of scalars read as text.
+    fn text_list(&mut self, key: &'static str) -> Option<Vec<String>> {
+        match self.get(key)? {
+            Value::Null => None,
+            Value::Sequence(items) => {
+                let texts: Vec<String> = items.iter().filter_map(scalar).collect();
+                if texts.len() != items.len() {
+                    self.problems.push(format!("{}.{key} must be a list of strings", self.at));
+                }
+                Some(texts)
+            }
+            other => {
+                let message = format!("{}.{key} must be a list of strings, not {}", self.at, kind(other));
                 self.problems.push(message);
                 None
             }
@@ -202,6 +262,15 @@ impl<'a> Fields<'a> {
         self.warn_unknown();
         out.problems.append(&mut self.problems);
         out.warnings.append(&mut self.warnings);
+    }
+}
+
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 

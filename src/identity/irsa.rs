@@ -70,3 +70,46 @@ mod tests {
         assert_eq!(session_name("a b", "c/d"), "csi-provider-aws@a-b.c-d");
     }
 }
+
+/// Assumes `role_arn` (another account's role, typically) with credentials already held,
+/// via STS AssumeRole in `region`: cross-account role chaining.
+pub async fn chain_role(
+    sts: &SdkConfig,
+    region: &str,
+    base: aws_credential_types::provider::SharedCredentialsProvider,
+    role_arn: &str,
+    external_id: Option<&str>,
+    session_name: &str,
+) -> Result<Credentials, IdentityError> {
+    let config = aws_sdk_sts::config::Builder::from(sts)
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(base)
+        .build();
+    let client = aws_sdk_sts::Client::from_conf(config);
+    let output = client
+        .assume_role()
+        .role_arn(role_arn)
+        .role_session_name(session_name)
+        .set_external_id(external_id.map(str::to_owned))
+        .send()
+        .await
+        .map_err(|e| {
+            let (class, code, message) = classify(&e);
+            IdentityError::Sts { role: role_arn.to_owned(), region: region.to_owned(), class, code, message }
+        })?;
+    let credentials = output.credentials.ok_or_else(|| IdentityError::Sts {
+        role: role_arn.to_owned(),
+        region: region.to_owned(),
+        class: crate::aws::ErrorClass::Server,
+        code: None,
+        message: "STS returned no credentials".into(),
+    })?;
+    let expiry = SystemTime::try_from(credentials.expiration).ok();
+    Ok(Credentials::new(
+        credentials.access_key_id,
+        credentials.secret_access_key,
+        Some(credentials.session_token),
+        expiry,
+        "assume-role",
+    ))
+}

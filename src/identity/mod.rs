@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::ErrorClass;
 use crate::cache::{Cache, Lookup};
-use crate::class::AuthMethod;
+use crate::class::{AssumeRole, AuthMethod};
 use crate::kube::{ClusterError, ClusterLookup};
 use crate::metrics::Metrics;
 use crate::request::Pod;
@@ -107,6 +107,23 @@ pub trait CredentialSource: Send + Sync {
         auth: AuthMethod,
         regions: &'a [String],
     ) -> BoxFuture<'a, Result<Identity, IdentityError>>;
+
+    /// Credentials of `role`, assumed with `base` (the pod's own): role chaining.
+    fn assume_role<'a>(
+        &'a self,
+        pod: &'a Pod,
+        base: &'a Identity,
+        role: &'a AssumeRole,
+        regions: &'a [String],
+    ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
+        let _ = (pod, base, regions);
+        Box::pin(async move {
+            Err(IdentityError::NoCredentials(format!(
+                "cannot assume {} with this credential source",
+                role.role_arn
+            )))
+        })
+    }
 }
 
 /// The provider's own credentials (the SDK's default chain), whatever the pod. For tests and
@@ -275,6 +292,78 @@ impl CredentialSource for PodCredentials {
         regions: &'a [String],
     ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
         Box::pin(self.resolve(pod, auth, regions))
+    }
+
+    fn assume_role<'a>(
+        &'a self,
+        pod: &'a Pod,
+        base: &'a Identity,
+        role: &'a AssumeRole,
+        regions: &'a [String],
+    ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
+        Box::pin(async move {
+            // Derived from the pod's identity: the key covers it, the role and the external id.
+            let mut hasher = Sha256::new();
+            for part in [base.key.as_ref(), role.role_arn.as_str(), role.external_id.as_deref().unwrap_or("")]
+            {
+                hasher.update(part.as_bytes());
+                hasher.update([0]);
+            }
+            let key_name: Arc<str> =
+                hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>().into();
+            let cache_key = CredentialKey {
+                method: "assume-role",
+                namespace: pod.namespace.clone(),
+                service_account: pod.service_account.clone(),
+                role: role.role_arn.clone(),
+                token_digest: Sha256::digest(key_name.as_bytes()).into(),
+            };
+            let sts = self.sts.clone();
+            let base_credentials = base.credentials.clone();
+            let role = role.clone();
+            let session = irsa::session_name(&pod.namespace, &pod.service_account);
+            let regions = regions.to_vec();
+            let metrics = self.metrics.clone();
+            let (result, lookup) = self
+                .cache
+                .get_or_fetch(cache_key, move || async move {
+                    let mut last = None;
+                    for region in &regions {
+                        let started = Instant::now();
+                        let result = irsa::chain_role(
+                            &sts,
+                            region,
+                            base_credentials.clone(),
+                            &role.role_arn,
+                            role.external_id.as_deref(),
+                            &session,
+                        )
+                        .await;
+                        let outcome = match &result {
+                            Ok(_) => "success",
+                            Err(IdentityError::Sts { class, .. }) => class.label(),
+                            Err(_) => "client",
+                        };
+                        metrics.aws_request("sts", "AssumeRole", outcome, started.elapsed());
+                        match result {
+                            Ok(credentials) => return Ok(with_expiry(credentials)),
+                            Err(e) if e.is_transient() => last = Some(e),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Err(last
+                        .unwrap_or_else(|| IdentityError::NoCredentials("no region to call STS in".into())))
+                })
+                .await;
+            let source = match (&result, lookup) {
+                (Err(_), _) => "error",
+                (Ok(_), Lookup::Miss) => "fetched",
+                (Ok(_), Lookup::Hit) => "cached",
+                (Ok(_), Lookup::Shared) => "shared",
+            };
+            self.metrics.credential("assume_role", source);
+            Ok(Identity { credentials: SharedCredentialsProvider::new(result?), key: key_name })
+        })
     }
 }
 

@@ -1,0 +1,166 @@
+//! Objects that name a set (beyond ASCP): every Parameter Store parameter under a path
+//! (GetParametersByPath, paginated), or every Secrets Manager secret with a name prefix
+//! and/or tags (ListSecrets, paginated, then GetSecretValue for each, concurrently). Bounded
+//! by the object's `maxCount`; entries come back sorted by name.
+
+use std::time::Instant;
+
+use aws_config::{Region, SdkConfig};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use tokio::sync::Semaphore;
+
+use super::{ErrorClass, FetchError, FetchTarget, FetchedSecret, SecretRef, classify};
+use crate::class::{Collection, ObjectType};
+use crate::metrics::Metrics;
+use crate::secret::SecretBytes;
+
+/// Entries of a collection: (full name, value).
+pub type Entries = Vec<(String, FetchedSecret)>;
+
+pub(super) async fn list(
+    sdk: &SdkConfig,
+    limiter: &Semaphore,
+    metrics: &Metrics,
+    target: &FetchTarget,
+    collection: &Collection,
+    max: usize,
+) -> Result<Entries, FetchError> {
+    let error = |class, code, message: String| FetchError {
+        what: collection.to_string(),
+        object_type: match collection {
+            Collection::ParameterPath { .. } => ObjectType::SsmParameter,
+            Collection::SecretList { .. } => ObjectType::SecretsManager,
+        },
+        region: target.region.clone(),
+        class,
+        code,
+        message,
+    };
+    let too_many = || {
+        error(
+            ErrorClass::Client,
+            None,
+            format!(
+                "more than maxCount ({max}) entries match; raise maxCount (up to 1000) or narrow the path"
+            ),
+        )
+    };
+    let mut entries = match collection {
+        Collection::ParameterPath { path, recursive } => {
+            let config = aws_sdk_ssm::config::Builder::from(sdk)
+                .region(Region::new(target.region.clone()))
+                .credentials_provider(target.credentials.clone())
+                .build();
+            let client = aws_sdk_ssm::Client::from_conf(config);
+            let mut pages = client
+                .get_parameters_by_path()
+                .path(path)
+                .recursive(*recursive)
+                .with_decryption(true)
+                .max_results(10)
+                .into_paginator()
+                .send();
+            let mut entries = Entries::new();
+            loop {
+                let _permit = limiter
+                    .acquire()
+                    .await
+                    .map_err(|_| error(ErrorClass::Server, None, "shutting down".into()))?;
+                let started = Instant::now();
+                let Some(page) = pages.next().await else { break };
+                let outcome = page.as_ref().map_or_else(|e| classify(e).0.label(), |_| "success");
+                metrics.aws_request("ssm", "GetParametersByPath", outcome, started.elapsed());
+                let page = page.map_err(|e| {
+                    let (class, code, message) = classify(&e);
+                    error(class, code, message)
+                })?;
+                for parameter in page.parameters.unwrap_or_default() {
+                    let name = parameter.name.clone().unwrap_or_default();
+                    let value = SecretBytes::from(parameter.value.unwrap_or_default());
+                    entries.push((name, FetchedSecret { value, version: parameter.version.to_string() }));
+                }
+                if entries.len() > max {
+                    return Err(too_many());
+                }
+            }
+            entries
+        }
+        Collection::SecretList { prefix, tags } => {
+            let config = aws_sdk_secretsmanager::config::Builder::from(sdk)
+                .region(Region::new(target.region.clone()))
+                .credentials_provider(target.credentials.clone())
+                .build();
+            let client = aws_sdk_secretsmanager::Client::from_conf(config);
+            let mut filters = Vec::new();
+            if let Some(prefix) = prefix {
+                filters.push(Filter::builder().key(FilterNameStringType::Name).values(prefix).build());
+            }
+            for (key, value) in tags {
+                filters.push(Filter::builder().key(FilterNameStringType::TagKey).values(key).build());
+                filters.push(Filter::builder().key(FilterNameStringType::TagValue).values(value).build());
+            }
+            let mut pages =
+                client.list_secrets().set_filters(Some(filters)).max_results(100).into_paginator().send();
+            let mut names = Vec::new();
+            loop {
+                let started = Instant::now();
+                let page = {
+                    let _permit = limiter
+                        .acquire()
+                        .await
+                        .map_err(|_| error(ErrorClass::Server, None, "shutting down".into()))?;
+                    pages.next().await
+                };
+                let Some(page) = page else { break };
+                let outcome = page.as_ref().map_or_else(|e| classify(e).0.label(), |_| "success");
+                metrics.aws_request("secretsmanager", "ListSecrets", outcome, started.elapsed());
+                let page = page.map_err(|e| {
+                    let (class, code, message) = classify(&e);
+                    error(class, code, message)
+                })?;
+                for entry in page.secret_list.unwrap_or_default() {
+                    let name = entry.name.clone().unwrap_or_default();
+                    // AWS filters match loosely (prefix words, any tag key/value): be exact.
+                    let has_prefix = prefix.as_deref().is_none_or(|p| name.starts_with(p));
+                    let secret_tags = entry.tags.unwrap_or_default();
+                    let has_tags = tags.iter().all(|(k, v)| {
+                        secret_tags
+                            .iter()
+                            .any(|t| t.key.as_deref() == Some(k) && t.value.as_deref() == Some(v))
+                    });
+                    if has_prefix && has_tags && entry.deleted_date.is_none() {
+                        names.push(name);
+                    }
+                }
+                if names.len() > max {
+                    return Err(too_many());
+                }
+            }
+            let refs: Vec<SecretRef> = names
+                .iter()
+                .map(|name| SecretRef {
+                    object_type: ObjectType::SecretsManager,
+                    name: name.clone(),
+                    version: None,
+                    version_label: None,
+                })
+                .collect();
+            let borrowed: Vec<&SecretRef> = refs.iter().collect();
+            let mut fetched =
+                super::secretsmanager::fetch_all(sdk, limiter, metrics, target, &borrowed).await;
+            let mut entries = Entries::new();
+            for r in refs {
+                match fetched.remove(&r) {
+                    Some(Ok(value)) => entries.push((r.name, value)),
+                    // Deleted between listing and fetching: not part of the set any more.
+                    Some(Err(e)) if e.code.as_deref() == Some("ResourceNotFoundException") => {}
+                    Some(Err(e)) => return Err(e),
+                    None => {}
+                }
+            }
+            entries
+        }
+    };
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries)
+}
