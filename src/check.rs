@@ -148,6 +148,13 @@ fn check_parameters(
         None => {}
     }
     for object in &class.objects {
+        if let Some(collection) = &object.collection {
+            report.files.push(format!(
+                "<a file per entry>  {:04o}  {collection}, at most {}",
+                object.mode, object.max_count
+            ));
+            continue;
+        }
         let mut selector = String::new();
         if let Some(v) = &object.version {
             let _ = write!(selector, " version {v}");
@@ -159,6 +166,13 @@ fn check_parameters(
             "{}  {:04o}  {} {:?}{selector}",
             object.file, object.mode, object.object_type, object.name
         ));
+        if let Some(expand) = &object.expand_json {
+            let keys = expand.keys.as_ref().map_or_else(|| "every key".to_owned(), |k| k.join(", "));
+            report.files.push(format!(
+                "<a file per key: {keys}>  {:04o}  expandJson of {:?}",
+                object.mode, object.name
+            ));
+        }
         for entry in &object.jmes_path {
             report.files.push(format!(
                 "{}  {:04o}  jmesPath {:?} of {:?}",

@@ -296,3 +296,72 @@ fn no_objects_is_valid() {
     }
     assert!(parse(&Parameters::default()).unwrap().objects.is_empty());
 }
+
+#[test]
+fn extensions_beyond_ascp_are_validated() {
+    let ok = [
+        "- {objectType: ssmparameter, path: /app/, recursive: true, maxCount: 50}",
+        "- {objectType: secretsmanager, path: prod/}",
+        "- {objectType: secretsmanager, tags: {team: payments}}",
+        "- {objectName: x, objectType: secretsmanager, expandJson: true, encoding: utf-8}",
+        "- {objectName: x, objectType: secretsmanager, expandJsonKeys: [a, b]}",
+        "- {objectName: x, objectType: secretsmanager, jmesPath: [{path: a, objectAlias: a, encoding: base64, allowNonString: true}]}",
+    ];
+    for objects in ok {
+        assert!(parse(&params(objects)).is_ok(), "{objects}: {:?}", parse(&params(objects)).err());
+    }
+    let cases = [
+        ("- {objectType: ssmparameter, path: app/}", "must start with '/'"),
+        ("- {path: /app/}", "objectType must be"),
+        (
+            "- {objectType: ssmparameter, path: /app/, objectAlias: a}",
+            "objectAlias cannot be combined with path",
+        ),
+        (
+            "- {objectType: ssmparameter, path: /app/, jmesPath: [{path: a, objectAlias: b}]}",
+            "jmesPath cannot be combined",
+        ),
+        ("- {objectType: ssmparameter, path: /app/, maxCount: 5000}", "maxCount \"5000\""),
+        ("- {objectType: ssmparameter, path: /app/, tags: {a: b}}", "tags select Secrets Manager"),
+        ("- {objectType: secretsmanager, path: p/, recursive: true}", "recursive applies to Parameter Store"),
+        (
+            "- {objectName: x, objectType: secretsmanager, recursive: true}",
+            "recursive applies only to objects with a path",
+        ),
+        ("- {objectName: x, objectType: secretsmanager, encoding: rot13}", "encoding \"rot13\" is unknown"),
+        ("- {objectName: x, objectType: secretsmanager, expandJson: maybe}", "expandJson \"maybe\""),
+        (
+            "- {objectName: x, objectType: secretsmanager, jmesPath: [{path: a, objectAlias: a, allowNonString: x}]}",
+            "allowNonString \"x\"",
+        ),
+    ];
+    for (objects, want) in cases {
+        let found = problems(&params(objects));
+        assert!(found.iter().any(|p| p.contains(want)), "{objects}: {found:?}");
+    }
+    let mut p = params("");
+    p.assume_role_arn = Some("arn:aws:iam::111122223333:role/reader".into());
+    assert_eq!(parse(&p).unwrap().assume_role.unwrap().role_arn, "arn:aws:iam::111122223333:role/reader");
+    p.assume_role_arn = Some("arn:aws:s3:::bucket".into());
+    assert!(problems(&p)[0].contains("not an IAM role ARN"));
+}
+
+#[test]
+fn decoding() {
+    let cases: &[(Encoding, &[u8], Result<&[u8], ()>)] = &[
+        (Encoding::Raw, b"\xff", Ok(b"\xff")),
+        (Encoding::Utf8, b"caf\xc3\xa9", Ok(b"caf\xc3\xa9")),
+        (Encoding::Utf8, b"\xff", Err(())),
+        (Encoding::Base64, b"aGVsbG8=", Ok(b"hello")),
+        (Encoding::Base64, b"aGVs\nbG8", Ok(b"hello")),
+        (Encoding::Base64, b"_-8", Ok(&[0xff, 0xef])),
+        (Encoding::Base64, b"!!", Err(())),
+        (Encoding::Hex, b"CAFE 00", Ok(&[0xca, 0xfe, 0x00])),
+        (Encoding::Hex, b"abc", Err(())),
+        (Encoding::Hex, b"zz", Err(())),
+    ];
+    for (encoding, input, want) in cases {
+        let got = encoding.decode(input).map_err(|_| ());
+        assert_eq!(got.as_deref().map_err(|_| ()), *want, "{encoding:?} {input:?}");
+    }
+}
