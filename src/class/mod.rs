@@ -503,10 +503,10 @@ fn parse_expand_json(raw: &RawObject) -> Result<Option<ExpandJson>, String> {
     if !enabled {
         return Ok(None);
     }
-    if let Some(keys) = &raw.expand_json_keys {
-        if keys.is_empty() || keys.iter().any(|k| k.is_empty()) {
-            return Err("expandJsonKeys must list non-empty key names".into());
-        }
+    if let Some(keys) = &raw.expand_json_keys
+        && (keys.is_empty() || keys.iter().any(|k| k.is_empty()))
+    {
+        return Err("expandJsonKeys must list non-empty key names".into());
     }
     Ok(Some(ExpandJson { keys: raw.expand_json_keys.clone() }))
 }

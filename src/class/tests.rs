@@ -348,7 +348,8 @@ fn extensions_beyond_ascp_are_validated() {
 
 #[test]
 fn decoding() {
-    let cases: &[(Encoding, &[u8], Result<&[u8], ()>)] = &[
+    type Case<'a> = (Encoding, &'a [u8], Result<&'a [u8], ()>);
+    let cases: &[Case] = &[
         (Encoding::Raw, b"\xff", Ok(b"\xff")),
         (Encoding::Utf8, b"caf\xc3\xa9", Ok(b"caf\xc3\xa9")),
         (Encoding::Utf8, b"\xff", Err(())),

@@ -58,19 +58,6 @@ pub fn session_name(namespace: &str, service_account: &str) -> String {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_names_are_valid_for_sts() {
-        assert_eq!(session_name("shop", "web"), "csi-provider-aws@shop.web");
-        let long = session_name(&"n".repeat(63), &"s".repeat(253));
-        assert_eq!(long.len(), 64);
-        assert_eq!(session_name("a b", "c/d"), "csi-provider-aws@a-b.c-d");
-    }
-}
-
 /// Assumes `role_arn` (another account's role, typically) with credentials already held,
 /// via STS AssumeRole in `region`: cross-account role chaining.
 pub async fn chain_role(
@@ -112,4 +99,17 @@ pub async fn chain_role(
         expiry,
         "assume-role",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_are_valid_for_sts() {
+        assert_eq!(session_name("shop", "web"), "csi-provider-aws@shop.web");
+        let long = session_name(&"n".repeat(63), &"s".repeat(253));
+        assert_eq!(long.len(), 64);
+        assert_eq!(session_name("a b", "c/d"), "csi-provider-aws@a-b.c-d");
+    }
 }
