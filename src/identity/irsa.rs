@@ -6,6 +6,10 @@ use std::time::SystemTime;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
 use super::IdentityError;
 use crate::aws::classify;
 use crate::secret::SecretString;
@@ -19,20 +23,35 @@ pub async fn assume_role(
     session_name: &str,
 ) -> Result<Credentials, IdentityError> {
     let config = aws_sdk_sts::config::Builder::from(sts).region(Region::new(region.to_owned())).build();
-    let client = aws_sdk_sts::Client::from_conf(config);
-    let output = client
+    let output = aws_sdk_sts::Client::from_conf(config)
         .assume_role_with_web_identity()
         .role_arn(role_arn)
         .role_session_name(session_name)
         .web_identity_token(token.expose())
         .send()
         .await
-        .map_err(|e| {
-            let (class, code, message) = classify(&e);
-            IdentityError::Sts { role: role_arn.to_owned(), region: region.to_owned(), class, code, message }
-        })?;
-    let credentials = output.credentials.ok_or_else(|| IdentityError::Sts {
-        role: role_arn.to_owned(),
+        .map_err(|e| sts_error(&e, role_arn, region))?;
+    into_credentials(output.credentials, role_arn, region, "irsa")
+}
+
+/// An STS failure, classified, naming the role and region.
+fn sts_error<E>(err: &SdkError<E, HttpResponse>, role: &str, region: &str) -> IdentityError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let (class, code, message) = classify(err);
+    IdentityError::Sts { role: role.to_owned(), region: region.to_owned(), class, code, message }
+}
+
+/// STS's temporary credentials as the SDK's credentials type.
+fn into_credentials(
+    credentials: Option<aws_sdk_sts::types::Credentials>,
+    role: &str,
+    region: &str,
+    source: &'static str,
+) -> Result<Credentials, IdentityError> {
+    let credentials = credentials.ok_or_else(|| IdentityError::Sts {
+        role: role.to_owned(),
         region: region.to_owned(),
         class: crate::aws::ErrorClass::Server,
         code: None,
@@ -44,7 +63,7 @@ pub async fn assume_role(
         credentials.secret_access_key,
         Some(credentials.session_token),
         expiry,
-        "irsa",
+        source,
     ))
 }
 
@@ -72,33 +91,15 @@ pub async fn chain_role(
         .region(Region::new(region.to_owned()))
         .credentials_provider(base)
         .build();
-    let client = aws_sdk_sts::Client::from_conf(config);
-    let output = client
+    let output = aws_sdk_sts::Client::from_conf(config)
         .assume_role()
         .role_arn(role_arn)
         .role_session_name(session_name)
         .set_external_id(external_id.map(str::to_owned))
         .send()
         .await
-        .map_err(|e| {
-            let (class, code, message) = classify(&e);
-            IdentityError::Sts { role: role_arn.to_owned(), region: region.to_owned(), class, code, message }
-        })?;
-    let credentials = output.credentials.ok_or_else(|| IdentityError::Sts {
-        role: role_arn.to_owned(),
-        region: region.to_owned(),
-        class: crate::aws::ErrorClass::Server,
-        code: None,
-        message: "STS returned no credentials".into(),
-    })?;
-    let expiry = SystemTime::try_from(credentials.expiration).ok();
-    Ok(Credentials::new(
-        credentials.access_key_id,
-        credentials.secret_access_key,
-        Some(credentials.session_token),
-        expiry,
-        "assume-role",
-    ))
+        .map_err(|e| sts_error(&e, role_arn, region))?;
+    into_credentials(output.credentials, role_arn, region, "assume-role")
 }
 
 #[cfg(test)]

@@ -226,31 +226,11 @@ impl PodCredentials {
                 let metrics = self.metrics.clone();
                 self.cache
                     .get_or_fetch(key, move || async move {
-                        let mut last = None;
-                        for region in &regions {
-                            let started = Instant::now();
-                            let result = irsa::assume_role(&sts, region, &role, &token, &session).await;
-                            let outcome = match &result {
-                                Ok(_) => "success",
-                                Err(IdentityError::Sts { class, .. }) => class.label(),
-                                Err(_) => "client",
-                            };
-                            metrics.aws_request(
-                                "sts",
-                                "AssumeRoleWithWebIdentity",
-                                outcome,
-                                started.elapsed(),
-                            );
-                            match result {
-                                Ok(credentials) => return Ok(with_expiry(credentials)),
-                                // Another region's STS may answer when this one is down.
-                                Err(e) if e.is_transient() => last = Some(e),
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        Err(last.unwrap_or_else(|| {
-                            IdentityError::NoCredentials("no region to call STS in".into())
-                        }))
+                        across_regions(&regions, &metrics, "AssumeRoleWithWebIdentity", |region| {
+                            let (sts, role, token, session) = (&sts, &role, &token, &session);
+                            async move { irsa::assume_role(sts, &region, role, token, session).await }
+                        })
+                        .await
                     })
                     .await
             }
@@ -272,13 +252,7 @@ impl PodCredentials {
             AuthMethod::Irsa => "irsa",
             AuthMethod::PodIdentity(_) => "pod_identity",
         };
-        let source = match (&result, lookup) {
-            (Err(_), _) => "error",
-            (Ok(_), Lookup::Miss) => "fetched",
-            (Ok(_), Lookup::Hit) => "cached",
-            (Ok(_), Lookup::Shared) => "shared",
-        };
-        self.metrics.credential(method, source);
+        self.metrics.credential(method, source(result.is_ok(), lookup));
         let credentials = SharedCredentialsProvider::new(result?);
         Ok(Identity { credentials, key: identity_key })
     }
@@ -327,41 +301,24 @@ impl CredentialSource for PodCredentials {
             let (result, lookup) = self
                 .cache
                 .get_or_fetch(cache_key, move || async move {
-                    let mut last = None;
-                    for region in &regions {
-                        let started = Instant::now();
-                        let result = irsa::chain_role(
-                            &sts,
-                            region,
-                            base_credentials.clone(),
-                            &role.role_arn,
-                            role.external_id.as_deref(),
-                            &session,
-                        )
-                        .await;
-                        let outcome = match &result {
-                            Ok(_) => "success",
-                            Err(IdentityError::Sts { class, .. }) => class.label(),
-                            Err(_) => "client",
-                        };
-                        metrics.aws_request("sts", "AssumeRole", outcome, started.elapsed());
-                        match result {
-                            Ok(credentials) => return Ok(with_expiry(credentials)),
-                            Err(e) if e.is_transient() => last = Some(e),
-                            Err(e) => return Err(e),
+                    across_regions(&regions, &metrics, "AssumeRole", |region| {
+                        let (sts, base, role, session) = (&sts, base_credentials.clone(), &role, &session);
+                        async move {
+                            irsa::chain_role(
+                                sts,
+                                &region,
+                                base,
+                                &role.role_arn,
+                                role.external_id.as_deref(),
+                                session,
+                            )
+                            .await
                         }
-                    }
-                    Err(last
-                        .unwrap_or_else(|| IdentityError::NoCredentials("no region to call STS in".into())))
+                    })
+                    .await
                 })
                 .await;
-            let source = match (&result, lookup) {
-                (Err(_), _) => "error",
-                (Ok(_), Lookup::Miss) => "fetched",
-                (Ok(_), Lookup::Hit) => "cached",
-                (Ok(_), Lookup::Shared) => "shared",
-            };
-            self.metrics.credential("assume_role", source);
+            self.metrics.credential("assume_role", source(result.is_ok(), lookup));
             Ok(Identity { credentials: SharedCredentialsProvider::new(result?), key: key_name })
         })
     }
@@ -389,6 +346,47 @@ fn key(method: &'static str, pod: &Pod, role: &str, token: &crate::secret::Secre
         role: role.to_owned(),
         token_digest: Sha256::digest(token.expose().as_bytes()).into(),
     }
+}
+
+/// The `credentials_total` source label of a lookup.
+fn source(ok: bool, lookup: Lookup) -> &'static str {
+    match (ok, lookup) {
+        (false, _) => "error",
+        (true, Lookup::Miss) => "fetched",
+        (true, Lookup::Hit) => "cached",
+        (true, Lookup::Shared) => "shared",
+    }
+}
+
+/// Calls STS in each region in turn until one answers (another region's STS may answer when
+/// this one is down); a client error stops at once. Records every call.
+async fn across_regions<F, Fut>(
+    regions: &[String],
+    metrics: &Metrics,
+    operation: &'static str,
+    call: F,
+) -> Result<(Credentials, Instant), IdentityError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Credentials, IdentityError>>,
+{
+    let mut last = None;
+    for region in regions {
+        let started = Instant::now();
+        let result = call(region.clone()).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(IdentityError::Sts { class, .. }) => class.label(),
+            Err(_) => "client",
+        };
+        metrics.aws_request("sts", operation, outcome, started.elapsed());
+        match result {
+            Ok(credentials) => return Ok(with_expiry(credentials)),
+            Err(e) if e.is_transient() => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| IdentityError::NoCredentials("no region to call STS in".into())))
 }
 
 /// Pairs credentials with the instant the cache must stop serving them.
