@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
-use kube::api::Api;
 use tokio::sync::OnceCell;
 
 use crate::cache::Cache;
@@ -122,53 +120,87 @@ impl ApiClient {
             .map_err(|message| ClusterError::Unavailable { what: what.to_owned(), message })
     }
 
-    /// GETs one object, mapping API errors to what the user must fix.
-    async fn get<K>(
+    /// GETs one object as JSON, mapping HTTP errors to what the user must fix. Reading raw
+    /// JSON (not typed objects) keeps the lookups working with any conformant API server
+    /// and with minimal objects: only the fields we use matter.
+    async fn get(
         &self,
-        api: impl FnOnce(kube::Client) -> Api<K>,
-        name: &str,
+        resource: &'static str,
+        path: String,
         what: &str,
-    ) -> Result<K, ClusterError>
-    where
-        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
+    ) -> Result<serde_json::Value, ClusterError> {
         let client = self.client(what).await?;
         self.limiter.acquire().await;
-        let result = self.get_once(api(client), name, what).await;
+        let result = self.get_once(&client, &path, what).await;
         let outcome = match &result {
             Ok(_) => "success",
             Err(ClusterError::NotFound { .. }) => "not_found",
             Err(ClusterError::Forbidden { .. }) => "forbidden",
             Err(ClusterError::Unavailable { .. }) => "error",
         };
-        let resource = what.split(' ').next().map_or("object", |kind| match kind {
-            "service" => "serviceaccounts",
-            "pod" => "pods",
-            "node" => "nodes",
-            _ => "other",
-        });
         self.metrics.kube_request(resource, outcome);
         result
     }
 
-    async fn get_once<K>(&self, api: Api<K>, name: &str, what: &str) -> Result<K, ClusterError>
-    where
-        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        match tokio::time::timeout(REQUEST_TIMEOUT * 2, api.get(name)).await {
-            Err(_) => {
-                Err(ClusterError::Unavailable { what: what.to_owned(), message: "no answer in time".into() })
+    async fn get_once(
+        &self,
+        client: &kube::Client,
+        path: &str,
+        what: &str,
+    ) -> Result<serde_json::Value, ClusterError> {
+        let unavailable = |message: String| ClusterError::Unavailable { what: what.to_owned(), message };
+        let request = http::Request::get(path)
+            .header(http::header::ACCEPT, "application/json")
+            .body(kube::client::Body::from(Vec::new()))
+            .map_err(|e| unavailable(e.to_string()))?;
+        let exchange = async {
+            let response = client.send(request).await.map_err(|e| unavailable(e.to_string()))?;
+            let status = response.status();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .map_err(|e| unavailable(e.to_string()))?
+                .to_bytes();
+            Ok::<_, ClusterError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT * 2, exchange)
+            .await
+            .map_err(|_| unavailable("no answer in time".into()))??;
+        match status.as_u16() {
+            200..=299 => {
+                serde_json::from_slice(&body).map_err(|_| unavailable("the answer is not JSON".into()))
             }
-            Ok(Ok(object)) => Ok(object),
-            Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
-                Err(ClusterError::NotFound { what: what.to_owned() })
-            }
-            Ok(Err(kube::Error::Api(status))) if status.code == 401 || status.code == 403 => {
-                Err(ClusterError::Forbidden { what: what.to_owned(), status: status.code })
-            }
-            Ok(Err(e)) => Err(ClusterError::Unavailable { what: what.to_owned(), message: e.to_string() }),
+            404 => Err(ClusterError::NotFound { what: what.to_owned() }),
+            code @ (401 | 403) => Err(ClusterError::Forbidden { what: what.to_owned(), status: code }),
+            code => Err(unavailable(format!("HTTP {code}"))),
         }
     }
+}
+
+/// Kubernetes object names are DNS labels/subdomains; anything else is refused before it
+/// reaches a URL.
+fn check_name(kind: &str, name: &str) -> Result<(), ClusterError> {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !name.starts_with('.');
+    if valid {
+        Ok(())
+    } else {
+        Err(ClusterError::Unavailable {
+            what: format!("{kind} {name:?}"),
+            message: "not a valid Kubernetes name".into(),
+        })
+    }
+}
+
+/// A string at a JSON pointer, if present and non-empty.
+fn text_at(value: &serde_json::Value, pointer: &str) -> Option<String> {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 impl ClusterLookup for KubeLookup {
@@ -183,13 +215,14 @@ impl ClusterLookup for KubeLookup {
             let key = (ns.clone(), sa.clone());
             let fetch = move || async move {
                 let what = format!("service account {ns}/{sa}");
-                let account: ServiceAccount = api.get(|c| Api::namespaced(c, &ns), &sa, &what).await?;
-                let role = account
-                    .metadata
-                    .annotations
-                    .and_then(|mut a| a.remove(ROLE_ANNOTATION))
-                    .map(|r| r.trim().to_owned())
-                    .filter(|r| !r.is_empty());
+                check_name("namespace", &ns)?;
+                check_name("service account", &sa)?;
+                let path = format!("/api/v1/namespaces/{ns}/serviceaccounts/{sa}");
+                let account = api.get("serviceaccounts", path, &what).await?;
+                let role = text_at(
+                    &account,
+                    &format!("/metadata/annotations/{}", ROLE_ANNOTATION.replace('/', "~1")),
+                );
                 Ok((role, Instant::now() + ROLE_TTL))
             };
             self.roles.get_or_fetch(key, fetch).await.0
@@ -208,8 +241,10 @@ impl ClusterLookup for KubeLookup {
                 .pod_nodes
                 .get_or_fetch((ns.clone(), name.clone()), move || async move {
                     let what = format!("pod {ns}/{name}");
-                    let pod: Pod = api.get(|c| Api::namespaced(c, &ns), &name, &what).await?;
-                    let node = pod.spec.and_then(|s| s.node_name).filter(|n| !n.is_empty());
+                    check_name("namespace", &ns)?;
+                    check_name("pod", &name)?;
+                    let pod = api.get("pods", format!("/api/v1/namespaces/{ns}/pods/{name}"), &what).await?;
+                    let node = text_at(&pod, "/spec/nodeName");
                     // A pod never changes nodes; an unscheduled one is asked again next time.
                     let ttl = if node.is_some() { REGION_TTL } else { Duration::ZERO };
                     Ok((node, Instant::now() + ttl))
@@ -221,10 +256,11 @@ impl ClusterLookup for KubeLookup {
             self.node_regions
                 .get_or_fetch(node.clone(), move || async move {
                     let what = format!("node {node}");
-                    let object: Node = api.get(Api::all, &node, &what).await?;
-                    let labels = object.metadata.labels.unwrap_or_default();
-                    let region =
-                        REGION_LABELS.iter().find_map(|l| labels.get(*l)).cloned().filter(|r| !r.is_empty());
+                    check_name("node", &node)?;
+                    let object = api.get("nodes", format!("/api/v1/nodes/{node}"), &what).await?;
+                    let region = REGION_LABELS.iter().find_map(|label| {
+                        text_at(&object, &format!("/metadata/labels/{}", label.replace('/', "~1")))
+                    });
                     Ok((region, Instant::now() + REGION_TTL))
                 })
                 .await

@@ -115,17 +115,21 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     let mounter =
         Arc::new(Mounter::new(mount_settings, Arc::new(store), Arc::new(credentials), Some(cluster)));
-    let metrics_listener = match metrics::bind(args.metrics_addr).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!("cannot listen on --metrics-addr {}: {e}", args.metrics_addr);
-            return ExitCode::FAILURE;
+    // Metrics and probes matter, but serving the driver matters more: a taken port is
+    // reported loudly and the socket is served anyway.
+    match metrics::bind(args.metrics_addr).await {
+        Ok(listener) => {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+            }
+            tokio::spawn(metrics::serve(listener, metrics.clone()));
         }
-    };
-    if let Ok(addr) = metrics_listener.local_addr() {
-        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+        Err(e) => tracing::error!(
+            "cannot listen on --metrics-addr {}: {e}; /metrics, /healthz and /readyz are disabled \
+             (choose a free address, or port 0)",
+            args.metrics_addr
+        ),
     }
-    tokio::spawn(metrics::serve(metrics_listener, metrics.clone()));
 
     let socket = args.provider_volume.join(server::SOCKET_NAME);
     let listener = match server::bind(&socket) {

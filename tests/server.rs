@@ -315,16 +315,25 @@ fn bad_flags_fail_fast_with_a_clear_message() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
-    // A metrics port already taken.
+    // A metrics port already taken: reported, and the driver is still served.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
+    let child = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
         .arg(format!("--provider-volume={}", dir.path().display()))
         .arg(format!("--metrics-addr={}", taken.local_addr().unwrap()))
-        .output()
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-addr"));
+    let socket = dir.path().join("aws.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "the socket must be served despite the taken port");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on --metrics-addr"));
 }
 
 #[test]

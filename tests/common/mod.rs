@@ -711,11 +711,8 @@ impl FakeKube {
     }
 
     pub fn pod(&self, namespace: &str, name: &str, node: &str) {
-        let body = serde_json::json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "x"}]},
-        });
+        // Deliberately minimal: only the field the provider reads.
+        let body = serde_json::json!({"spec": {"nodeName": node}});
         self.http.route(&format!("/api/v1/namespaces/{namespace}/pods/{name}"), 200, &body.to_string());
     }
 
