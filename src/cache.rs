@@ -150,7 +150,7 @@ mod tests {
                 cache
                     .get_or_fetch("k", || async move {
                         calls.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                         Ok((7, later(60)))
                     })
                     .await

@@ -30,8 +30,9 @@ async fn twenty_objects() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_identical_mounts_shares_its_fetches() {
-    // 20 ms round trips so the mounts overlap, as they do when a node boots.
-    let proxy = LatencyProxy::start(moto_url(), Duration::from_millis(10)).await;
+    // 100 ms round trips so the mounts overlap even on a loaded machine, as they do when a
+    // node boots.
+    let proxy = LatencyProxy::start(moto_url(), Duration::from_millis(50)).await;
     let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
     let objects = twenty_objects().await;
     let request = mount_request(&[("region", REGION), ("objects", &objects)], Path::new("/t"));

@@ -270,7 +270,7 @@ mod tests {
         ) -> BoxFuture<'a, FetchResults> {
             Box::pin(async move {
                 let n = self.asked.fetch_add(refs.len(), Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(30)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 refs.iter()
                     .map(|r| {
                         let value = FetchedSecret {
@@ -343,12 +343,12 @@ mod tests {
     #[tokio::test]
     async fn the_cache_expires_and_stays_within_its_bounds() {
         let inner = Arc::new(SlowStore::default());
-        let cache = CacheSettings { ttl: Duration::from_millis(100), max_entries: 3, max_bytes: 1 << 20 };
+        let cache = CacheSettings { ttl: Duration::from_millis(300), max_entries: 3, max_bytes: 1 << 20 };
         let store = SharedStore::new(inner.clone(), cache);
         let refs: Vec<SecretRef> = (0..5).map(|i| secret(&format!("s{i}"))).collect();
         store.fetch(&target("p"), &refs).await;
         assert_eq!(store.cached_values(), 3);
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         store.fetch(&target("p"), &refs[..1]).await;
         assert_eq!(inner.asked.load(Ordering::SeqCst), 6, "an expired value is fetched again");
     }
@@ -362,7 +362,7 @@ mod tests {
         let cancelled = tokio::spawn(async move { s.fetch(&target("p"), &r).await });
         tokio::time::sleep(Duration::from_millis(5)).await;
         cancelled.abort();
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         let later = store.fetch(&target("p"), &refs).await;
         assert_eq!(inner.asked.load(Ordering::SeqCst), 2, "the later mount fetches afresh");
         assert_eq!(later[&refs[0]].as_ref().unwrap().version, "1");
