@@ -50,7 +50,16 @@ pub fn format(reports: &[ClassReport]) -> String {
     let mut out = String::new();
     for report in reports {
         if report.problems.is_empty() {
-            let _ = writeln!(out, "{}: OK, {} file(s)", report.name, report.files.len());
+            let sets = report.files.iter().filter(|f| f.starts_with("<a file per")).count();
+            let _ = match sets {
+                0 => writeln!(out, "{}: OK, {} file(s)", report.name, report.files.len()),
+                _ => writeln!(
+                    out,
+                    "{}: OK, {} file(s) and {sets} set(s) of files",
+                    report.name,
+                    report.files.len() - sets
+                ),
+            };
             for file in &report.files {
                 let _ = writeln!(out, "  {file}");
             }

@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-PORT="${MOTO_PORT:-5111}"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT="${MOTO_PORT:-$(free_port)}"
 WORK="$(mktemp -d)"
 MNT="${MNT:-$PWD/mnt}"
 cleanup() {
@@ -36,7 +37,7 @@ ssm.put_parameter(Name="/shop/prod/api-url", Value="https://api.example.com", Ty
 ssm.put_parameter(Name="/shop/prod/api-key", Value="k-123", Type="SecureString")
 PY
 
-KUBE_PORT=$((PORT + 1))
+KUBE_PORT="$(free_port)"
 python3 examples/local/fake-kube.py "$KUBE_PORT" &
 KUBE_PID=$!
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KUBE_PORT") 2>/dev/null && break; sleep 0.1; done
