@@ -38,6 +38,8 @@ pub enum ClusterError {
     Forbidden { what: String, status: u16 },
     #[error("cannot read {what} from the Kubernetes API: {message}")]
     Unavailable { what: String, message: String },
+    #[error("{what} is not a valid Kubernetes name")]
+    InvalidName { what: String },
 }
 
 /// Kubernetes lookups, behind a trait so the mount pipeline can be tested with fakes.
@@ -136,7 +138,7 @@ impl ApiClient {
             Ok(_) => "success",
             Err(ClusterError::NotFound { .. }) => "not_found",
             Err(ClusterError::Forbidden { .. }) => "forbidden",
-            Err(ClusterError::Unavailable { .. }) => "error",
+            Err(ClusterError::Unavailable { .. } | ClusterError::InvalidName { .. }) => "error",
         };
         self.metrics.kube_request(resource, outcome);
         result

@@ -102,6 +102,7 @@ impl MountError {
             }
             Self::Region(crate::kube::ClusterError::NotFound { .. }) => Code::NotFound,
             Self::Region(crate::kube::ClusterError::Unavailable { .. }) => Code::Unavailable,
+            Self::Region(crate::kube::ClusterError::InvalidName { .. }) => Code::InvalidArgument,
             Self::Region(_) => Code::PermissionDenied,
             Self::TooManyObjects { .. } => Code::InvalidArgument,
             Self::TooLarge { .. } => Code::ResourceExhausted,

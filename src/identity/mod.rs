@@ -83,6 +83,7 @@ impl IdentityError {
                 Code::InvalidArgument
             }
             Self::Cluster(ClusterError::NotFound { .. }) => Code::NotFound,
+            Self::Cluster(ClusterError::InvalidName { .. }) => Code::InvalidArgument,
             _ if self.is_transient() => Code::Unavailable,
             _ => Code::PermissionDenied,
         }

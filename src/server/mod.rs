@@ -115,9 +115,13 @@ pub async fn run(
     let incoming = UnixListenerStream::new(listener).map_ok(AuthorityRewrite::new);
 
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopping_metrics = metrics.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing in-flight mounts");
+        // Tell health checkers first, so nothing new is routed to a provider going away.
+        health.set_not_serving::<CsiDriverProviderServer<ProviderService>>().await;
+        stopping_metrics.set_ready(false);
         let _ = stopping_tx.send(());
     };
     let serve = Server::builder()
