@@ -418,3 +418,137 @@ fn fetch_item(object: &SecretObject, class: &SecretProviderClass) -> FetchItem {
         .map(|region| SecretRef { name: object.name_in_failover(region), ..primary.clone() });
     FetchItem { primary, failover }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::aws::{FetchResults, FetchedSecret};
+    use crate::class::{AuthMethod, Parameters};
+    use crate::identity::Identity;
+    use crate::secret::SecretBytes;
+
+    /// Answers every ref with its own name as the value, after `delay`; counts refs.
+    struct EchoStore {
+        asked: AtomicUsize,
+        delay: Duration,
+    }
+
+    impl SecretStore for EchoStore {
+        fn fetch<'a>(
+            &'a self,
+            _target: &'a FetchTarget,
+            refs: &'a [SecretRef],
+        ) -> BoxFuture<'a, FetchResults> {
+            Box::pin(async move {
+                self.asked.fetch_add(refs.len(), Ordering::SeqCst);
+                tokio::time::sleep(self.delay).await;
+                refs.iter()
+                    .map(|r| {
+                        let value =
+                            FetchedSecret { value: SecretBytes::from(r.name.clone()), version: "1".into() };
+                        (r.clone(), Ok(value))
+                    })
+                    .collect()
+            })
+        }
+    }
+
+    /// Counts credential requests.
+    #[derive(Default)]
+    struct CountingCredentials(AtomicUsize);
+
+    impl CredentialSource for CountingCredentials {
+        fn credentials<'a>(
+            &'a self,
+            _pod: &'a Pod,
+            _auth: AuthMethod,
+            _regions: &'a [String],
+        ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let credentials = SharedCredentialsProvider::new(Credentials::for_tests());
+            Box::pin(async move { Ok(Identity { credentials, key: "pod".into() }) })
+        }
+    }
+
+    fn setup(
+        settings: MountSettings,
+        delay: Duration,
+    ) -> (Mounter, Arc<EchoStore>, Arc<CountingCredentials>) {
+        let store = Arc::new(EchoStore { asked: AtomicUsize::new(0), delay });
+        let credentials = Arc::new(CountingCredentials::default());
+        (Mounter::new(settings, store.clone(), credentials.clone(), None), store, credentials)
+    }
+
+    fn input(objects: &str) -> MountInput {
+        MountInput {
+            parameters: Parameters {
+                objects: Some(objects.into()),
+                region: Some("us-east-1".into()),
+                ..Parameters::default()
+            },
+            pod: Pod::default(),
+            class_name: "c".into(),
+            default_mode: 0o644,
+            target_path: "/t".into(),
+        }
+    }
+
+    fn driver_writes() -> MountSettings {
+        MountSettings { driver_writes_secrets: true, ..MountSettings::default() }
+    }
+
+    #[tokio::test]
+    async fn no_objects_needs_no_credentials_and_returns_a_placeholder_version() {
+        let (mounter, store, credentials) = setup(driver_writes(), Duration::ZERO);
+        let outcome = mounter.mount(input("")).await.unwrap();
+        assert_eq!(outcome.response.object_version.len(), 1);
+        assert_eq!(outcome.response.object_version[0].id, NO_OBJECTS_ID);
+        assert_eq!(credentials.0.load(Ordering::SeqCst), 0);
+        assert_eq!(store.asked.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn identical_objects_are_fetched_once_but_written_twice() {
+        let (mounter, store, _) = setup(driver_writes(), Duration::ZERO);
+        let objects = "- {objectName: a, objectType: secretsmanager, objectAlias: one}\n\
+                       - {objectName: a, objectType: secretsmanager, objectAlias: two}";
+        let outcome = mounter.mount(input(objects)).await.unwrap();
+        let files: Vec<&str> = outcome.response.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(files, vec!["one", "two"]);
+        assert_eq!(store.asked.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn limits_and_deadline() {
+        let settings = MountSettings { max_response_bytes: 3, ..driver_writes() };
+        let (mounter, _, _) = setup(settings, Duration::ZERO);
+        let err =
+            mounter.mount(input("- {objectName: long-name, objectType: secretsmanager}")).await.unwrap_err();
+        assert!(matches!(err, MountError::TooLarge { size: 9, limit: 3 }), "{err}");
+        assert_eq!(err.code(), Code::ResourceExhausted);
+
+        let settings = MountSettings { timeout: Duration::from_millis(50), ..driver_writes() };
+        let (mounter, _, _) = setup(settings, Duration::from_secs(5));
+        let err = mounter.mount(input("- {objectName: a, objectType: secretsmanager}")).await.unwrap_err();
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+    }
+
+    #[tokio::test]
+    async fn every_error_maps_to_a_code_and_a_bounded_label() {
+        let (mounter, _, _) = setup(driver_writes(), Duration::ZERO);
+        let err = mounter.mount(input("- {objectName: a}")).await.unwrap_err();
+        assert_eq!((err.code(), err.label()), (Code::InvalidArgument, "invalid_class"));
+        let mut no_region = input("- {objectName: a, objectType: secretsmanager}");
+        no_region.parameters.region = None;
+        let err = mounter.mount(no_region).await.unwrap_err();
+        assert_eq!((err.code(), err.label()), (Code::InvalidArgument, "no_region"));
+        let status: Status = err.into();
+        assert!(status.message().contains("no AWS region"));
+    }
+}
