@@ -280,8 +280,10 @@ impl Mounter {
         } else {
             self.fetch_and_render(&class, &input.pod).await?
         };
+        // The limit protects the driver's 4 MiB receive limit: it applies only when the files
+        // travel in the response.
         let size = rendered.size();
-        if size > self.settings.max_response_bytes {
+        if self.settings.driver_writes_secrets && size > self.settings.max_response_bytes {
             return Err(MountError::TooLarge { size, limit: self.settings.max_response_bytes });
         }
         self.finish(input, class.objects.len(), rendered).await

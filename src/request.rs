@@ -76,8 +76,9 @@ impl MountInput {
         if req.target_path.trim().is_empty() {
             return Err(RequestError::NoTargetPath);
         }
-        let attributes: Attributes =
-            serde_json::from_str(&req.attributes).map_err(|e| RequestError::Attributes(e.to_string()))?;
+        let attributes: Attributes = serde_json::from_str(&req.attributes).map_err(|e| {
+            RequestError::Attributes(e.to_string().replace("struct Attributes", "a JSON object"))
+        })?;
         let default_mode = parse_permission(&req.permission)?;
         // Kubernetes >= 1.35 may pass the tokens with the node-publish secrets instead.
         let tokens = attributes.tokens.filter(|t| !t.is_empty()).or_else(|| token_from_secrets(&req.secrets));

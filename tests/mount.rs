@@ -473,3 +473,15 @@ async fn a_mount_fetches_its_objects_concurrently() {
     );
     provider.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_parameters_match_with_or_without_their_leading_slash() {
+    let name = unique("rootp");
+    put_parameter(REGION, &format!("/{name}"), "slashed", ParameterType::String).await;
+    let provider = Provider::start(Options::default()).await;
+    let objects = format!("- {{objectName: {name}, objectType: ssmparameter, objectAlias: p}}");
+    let params = [("region", REGION), ("objects", objects.as_str())];
+    let response = mount(&provider, &params, std::path::Path::new("/t")).await.unwrap();
+    assert_eq!(files(&response)[0].2, "slashed");
+    provider.stop().await;
+}

@@ -76,6 +76,14 @@ fn matches(requested: &str, parameter: &Parameter) -> bool {
     }
 }
 
+/// AWS treats a root-level name with and without its leading '/' as the same parameter and
+/// answers with the stored spelling.
+fn matches_root(requested: &str, parameter: &Parameter) -> bool {
+    let name = parameter.name().unwrap_or_default();
+    let root = |n: &str| !n.trim_start_matches('/').contains('/');
+    root(requested) && root(name) && requested.trim_start_matches('/') == name.trim_start_matches('/')
+}
+
 async fn fetch_batch(
     client: &Client,
     limiter: &Semaphore,
@@ -116,15 +124,12 @@ async fn fetch_batch(
         .zip(&names)
         .map(|(r, name)| {
             let result = if invalid.iter().any(|i| i == name || i == &r.name) {
-                Err(error(
-                    r,
-                    ErrorClass::Client,
-                    Some("ParameterNotFound".into()),
-                    "not found (check the name, version or label, and that it exists in this \
-                     region)"
-                        .into(),
-                ))
-            } else if let Some(i) = parameters.iter().position(|p| matches(&r.name, p)) {
+                Err(error(r, ErrorClass::Client, Some("ParameterNotFound".into()), "not found".into()))
+            } else if let Some(i) = parameters
+                .iter()
+                .position(|p| matches(&r.name, p))
+                .or_else(|| parameters.iter().position(|p| matches_root(&r.name, p)))
+            {
                 let p = parameters.swap_remove(i);
                 Ok(FetchedSecret {
                     version: p.version.to_string(),
@@ -133,9 +138,9 @@ async fn fetch_batch(
             } else {
                 Err(error(
                     r,
-                    ErrorClass::Server,
-                    None,
-                    "AWS returned neither the parameter nor an error for it".into(),
+                    ErrorClass::Client,
+                    Some("ParameterNotFound".into()),
+                    "AWS returned no parameter of this name; check the name (and its leading '/')".into(),
                 ))
             };
             ((*r).clone(), result)

@@ -305,7 +305,9 @@ pub struct ClassError {
 }
 
 impl ClassError {
-    fn from_problems(problems: Vec<String>) -> Result<(), Self> {
+    fn from_problems(mut problems: Vec<String>) -> Result<(), Self> {
+        let mut seen = std::collections::HashSet::new();
+        problems.retain(|p| seen.insert(p.clone()));
         if problems.is_empty() { Ok(()) } else { Err(Self { problems }) }
     }
 }
@@ -366,7 +368,7 @@ impl SecretProviderClass {
             .iter()
             .enumerate()
             .filter_map(|(index, raw)| {
-                let check = ObjectCheck { index, path_translation, default_mode };
+                let check = ObjectCheck { index, path_translation, default_mode, region: region.as_deref() };
                 check.validate(raw, failover_region.is_some()).map_err(|e| problems.extend(e)).ok()
             })
             .collect();
@@ -414,12 +416,7 @@ fn region_problems(objects: &[SecretObject], failover: Option<&str>, primary: &s
         if let Some(arn) = &object.arn
             && arn.region != primary
         {
-            problems.push(format!(
-                "object {:?}: the ARN's region {:?} does not match the mount's region \
-                     {primary:?}; set the SecretProviderClass region to {:?} or use the ARN of \
-                     the secret in {primary:?}",
-                object.name, arn.region, arn.region
-            ));
+            problems.push(format!("object {:?}: {}", object.name, arn_region_problem(&arn.region, primary)));
         }
         let failover_arn =
             object.failover_name.as_deref().filter(|n| Arn::looks_like(n)).and_then(|n| Arn::parse(n).ok());
@@ -434,6 +431,13 @@ fn region_problems(objects: &[SecretObject], failover: Option<&str>, primary: &s
         }
     }
     problems
+}
+
+fn arn_region_problem(arn_region: &str, primary: &str) -> String {
+    format!(
+        "the ARN's region {arn_region:?} does not match the mount's region {primary:?}; set the \
+         SecretProviderClass region to {arn_region:?} or use the ARN of the secret in {primary:?}"
+    )
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {
@@ -512,13 +516,16 @@ fn parse_expand_json(raw: &RawObject) -> Result<Option<ExpandJson>, String> {
 }
 
 /// Validates one raw object in the context of the class.
-struct ObjectCheck {
+struct ObjectCheck<'r> {
     index: usize,
     path_translation: PathTranslation,
     default_mode: u32,
+    /// The class's `region`, when it names one: ARNs are checked against it right away, so
+    /// that one run reports every problem.
+    region: Option<&'r str>,
 }
 
-impl ObjectCheck {
+impl ObjectCheck<'_> {
     fn validate(&self, raw: &RawObject, has_failover_region: bool) -> Result<SecretObject, Vec<String>> {
         if raw.path.is_some() || (!raw.tags.is_empty() && raw.object_name.is_none()) {
             return self.validate_collection(raw);
@@ -533,10 +540,16 @@ impl ObjectCheck {
         let mut problem = |message: String| problems.push(format!("object {name:?}: {message}"));
 
         let arn = if Arn::looks_like(&name) { Arn::parse(&name).map_err(&mut problem).ok() } else { None };
+        if let (Some(arn), Some(primary)) = (&arn, self.region)
+            && arn.region != primary
+        {
+            problem(arn_region_problem(&arn.region, primary));
+        }
         let object_type = self.object_type(raw, arn.as_ref()).map_err(&mut problem).ok();
 
-        let mode = match &raw.file_permission {
-            Some(p) => parse_file_permission(p).map_err(&mut problem).unwrap_or(self.default_mode),
+        // An empty filePermission means "unset", as in ASCP.
+        let mode = match non_empty(&raw.file_permission) {
+            Some(p) => parse_file_permission(&p).map_err(&mut problem).unwrap_or(self.default_mode),
             None => self.default_mode,
         };
         let version = non_empty(&raw.object_version);

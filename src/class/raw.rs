@@ -56,8 +56,15 @@ pub fn parse_objects(yaml: &str) -> RawObjects {
     if yaml.trim().is_empty() {
         return out;
     }
-    let value: Value = match serde_yaml::from_str(yaml) {
-        Ok(v) => v,
+    let value: Value = match serde_yaml::from_str::<Value>(yaml) {
+        // `<<: *anchor` merge keys, which ASCP's Go YAML applies.
+        Ok(mut v) => match v.apply_merge() {
+            Ok(()) => v,
+            Err(e) => {
+                out.problems.push(format!("the objects parameter has an invalid YAML merge key: {e}"));
+                return out;
+            }
+        },
         Err(e) => {
             out.problems.push(format!(
                 "the objects parameter is not valid YAML ({e}); it must be a YAML list such as \

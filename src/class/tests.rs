@@ -366,3 +366,21 @@ fn decoding() {
         assert_eq!(got.as_deref().map_err(|_| ()), *want, "{encoding:?} {input:?}");
     }
 }
+
+#[test]
+fn one_run_reports_arn_regions_with_other_problems() {
+    let mut p =
+        params("- objectName: arn:aws:secretsmanager:eu-west-1:1:secret:z\n  filePermission: '999'\n");
+    p.region = Some("us-east-1".into());
+    let found = problems(&p);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.iter().any(|f| f.contains("does not match the mount's region")));
+    assert!(found.iter().any(|f| f.contains("filePermission \"999\"")));
+}
+
+#[test]
+fn yaml_merge_keys_and_empty_file_permission_behave_like_ascp() {
+    let objects = "- &base {objectName: plain, objectType: secretsmanager, objectAlias: one, filePermission: ''}\n\
+                   - <<: *base\n  objectAlias: two\n";
+    assert_eq!(files(&params(objects)), vec![("one".to_owned(), 0o644), ("two".to_owned(), 0o644)]);
+}
