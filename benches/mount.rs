@@ -288,6 +288,24 @@ async fn drain(response: hyper::Response<Incoming>) {
     let _ = response.into_body().collect().await;
 }
 
+/// Runs `samples` mounts one after another: latency percentiles and AWS calls per mount.
+async fn measure<F, Fut>(scenario: String, samples: usize, calls: &Calls, mut mount: F) -> Row
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let before = calls.get();
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let started = Instant::now();
+        mount(i).await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let per_mount = (calls.get() - before) as f64 / samples as f64;
+    Row { scenario, p50: percentile(&times, 50), p99: percentile(&times, 99), calls: per_mount }
+}
+
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
@@ -331,55 +349,30 @@ async fn main() {
     for n in [1usize, 10, 20, 50] {
         // Rotation-poll mounts of one pod (its credentials already cached).
         client.mount(mount_request(n, "steady")).await.unwrap();
-        let mut times = Vec::new();
-        let before = calls.get();
-        for _ in 0..samples {
-            let started = Instant::now();
-            let response = client.mount(mount_request(n, "steady")).await.unwrap().into_inner();
-            times.push(started.elapsed());
-            assert_eq!(response.files.len(), n);
-        }
-        times.sort();
-        let per_mount = (calls.get() - before) as f64 / samples as f64;
-        rows.push(Row {
-            scenario: format!("csi-provider-aws, {n} objects, same pod"),
-            p50: percentile(&times, 50),
-            p99: percentile(&times, 99),
-            calls: per_mount,
-        });
-
+        let scenario = format!("csi-provider-aws, {n} objects, same pod");
+        rows.push(
+            measure(scenario, samples, &calls, |_| {
+                let mut client = client.clone();
+                async move {
+                    let response = client.mount(mount_request(n, "steady")).await.unwrap().into_inner();
+                    assert_eq!(response.files.len(), n);
+                }
+            })
+            .await,
+        );
         // A new pod each time: STS first.
-        let mut times = Vec::new();
-        let before = calls.get();
-        for i in 0..samples {
-            let started = Instant::now();
-            client.mount(mount_request(n, &format!("pod-{n}-{i}"))).await.unwrap();
-            times.push(started.elapsed());
-        }
-        times.sort();
-        let per_mount = (calls.get() - before) as f64 / samples as f64;
-        rows.push(Row {
-            scenario: format!("csi-provider-aws, {n} objects, new pod"),
-            p50: percentile(&times, 50),
-            p99: percentile(&times, 99),
-            calls: per_mount,
-        });
-
-        let mut times = Vec::new();
-        let before = calls.get();
-        for _ in 0..samples {
-            let started = Instant::now();
-            ascp_mount(&http, aws, kube, n).await;
-            times.push(started.elapsed());
-        }
-        times.sort();
-        let per_mount = (calls.get() - before) as f64 / samples as f64;
-        rows.push(Row {
-            scenario: format!("ASCP call pattern, {n} objects"),
-            p50: percentile(&times, 50),
-            p99: percentile(&times, 99),
-            calls: per_mount,
-        });
+        let scenario = format!("csi-provider-aws, {n} objects, new pod");
+        rows.push(
+            measure(scenario, samples, &calls, |i| {
+                let mut client = client.clone();
+                async move {
+                    client.mount(mount_request(n, &format!("pod-{n}-{i}"))).await.unwrap();
+                }
+            })
+            .await,
+        );
+        let scenario = format!("ASCP call pattern, {n} objects");
+        rows.push(measure(scenario, samples, &calls, |_| ascp_mount(&http, aws, kube, n)).await);
     }
     drop(client);
     drop(provider);

@@ -306,8 +306,10 @@ impl Mounter {
         let primary = target(&region);
         let failover_target = class.failover_region.as_ref().map(target);
 
-        let named: Vec<&SecretObject> = class.objects.iter().filter(|o| o.collection.is_none()).collect();
-        let items: Vec<FetchItem> = named.iter().map(|o| fetch_item(o, class)).collect();
+        // Aligned with class.objects: None for collections, which are listed instead.
+        let per_object: Vec<Option<FetchItem>> =
+            class.objects.iter().map(|o| o.collection.is_none().then(|| fetch_item(o, class))).collect();
+        let items: Vec<FetchItem> = per_object.iter().flatten().cloned().collect();
         let collections = class.objects.iter().filter_map(|o| {
             let collection = o.collection.as_ref()?;
             Some(self.list(collection, o.max_count, &primary, failover_target.as_ref()))
@@ -321,17 +323,16 @@ impl Mounter {
         let mut listed = listed.drain(..);
         let mut values = Vec::with_capacity(class.objects.len());
         let mut failures = Vec::new();
-        for object in &class.objects {
-            if object.collection.is_some() {
+        for item in &per_object {
+            let Some(item) = item else {
                 match listed.next() {
                     Some(Ok(entries)) => values.push(ObjectValue::Many(entries)),
                     Some(Err(failure)) => failures.push(failure),
                     None => {}
                 }
                 continue;
-            }
-            let item = fetch_item(object, class);
-            match results.get(&item) {
+            };
+            match results.get(item) {
                 Some(Ok(value)) => values.push(ObjectValue::One(value.clone())),
                 Some(Err(failure)) => {
                     if !failures.contains(failure) {

@@ -55,6 +55,26 @@ pub struct FetchError {
     pub message: String,
 }
 
+impl FetchError {
+    /// A failure fetching `secret` in `region`.
+    pub fn for_ref(
+        secret: &super::SecretRef,
+        region: &str,
+        class: ErrorClass,
+        code: Option<String>,
+        message: String,
+    ) -> Self {
+        Self {
+            what: secret.to_string(),
+            object_type: secret.object_type,
+            region: region.to_owned(),
+            class,
+            code,
+            message,
+        }
+    }
+}
+
 /// AWS error codes meaning "slow down", across Secrets Manager, SSM and STS.
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",

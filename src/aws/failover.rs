@@ -83,14 +83,8 @@ pub async fn fetch(
 
 /// A store that forgot a ref is a bug; report it rather than panic.
 pub fn missing(r: &SecretRef, target: &FetchTarget) -> FetchError {
-    FetchError {
-        what: r.to_string(),
-        object_type: r.object_type,
-        region: target.region.clone(),
-        class: super::ErrorClass::Server,
-        code: None,
-        message: "no result was produced for this object".into(),
-    }
+    let message = "no result was produced for this object".into();
+    FetchError::for_ref(r, &target.region, super::ErrorClass::Server, None, message)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use aws_config::{Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use tokio::sync::Semaphore;
 
@@ -47,11 +47,7 @@ pub(super) async fn list(
     };
     let mut entries = match collection {
         Collection::ParameterPath { path, recursive } => {
-            let config = aws_sdk_ssm::config::Builder::from(sdk)
-                .region(Region::new(target.region.clone()))
-                .credentials_provider(target.credentials.clone())
-                .build();
-            let client = aws_sdk_ssm::Client::from_conf(config);
+            let client = super::ssm_client(sdk, target);
             let mut pages = client
                 .get_parameters_by_path()
                 .path(path)
@@ -86,11 +82,7 @@ pub(super) async fn list(
             entries
         }
         Collection::SecretList { prefix, tags } => {
-            let config = aws_sdk_secretsmanager::config::Builder::from(sdk)
-                .region(Region::new(target.region.clone()))
-                .credentials_provider(target.credentials.clone())
-                .build();
-            let client = aws_sdk_secretsmanager::Client::from_conf(config);
+            let client = super::secretsmanager_client(sdk, target);
             let mut filters = Vec::new();
             if let Some(prefix) = prefix {
                 filters.push(Filter::builder().key(FilterNameStringType::Name).values(prefix).build());

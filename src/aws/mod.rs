@@ -167,6 +167,24 @@ pub fn sts_config(sdk: &SdkConfig) -> SdkConfig {
     builder.build()
 }
 
+/// A Secrets Manager client for one region and identity (sharing the SDK's HTTP client).
+fn secretsmanager_client(sdk: &SdkConfig, target: &FetchTarget) -> aws_sdk_secretsmanager::Client {
+    let config = aws_sdk_secretsmanager::config::Builder::from(sdk)
+        .region(aws_config::Region::new(target.region.clone()))
+        .credentials_provider(target.credentials.clone())
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
+/// A Parameter Store client for one region and identity (sharing the SDK's HTTP client).
+fn ssm_client(sdk: &SdkConfig, target: &FetchTarget) -> aws_sdk_ssm::Client {
+    let config = aws_sdk_ssm::config::Builder::from(sdk)
+        .region(aws_config::Region::new(target.region.clone()))
+        .credentials_provider(target.credentials.clone())
+        .build();
+    aws_sdk_ssm::Client::from_conf(config)
+}
+
 /// The real AWS: Secrets Manager GetSecretValue and SSM GetParameters.
 #[derive(Clone)]
 pub struct AwsStore {

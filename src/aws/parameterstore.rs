@@ -2,7 +2,7 @@
 //! once. A batch never holds the same parameter twice, so every result matches exactly one
 //! request even where the response's `Selector` is missing (moto leaves it empty).
 
-use aws_config::{Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::Parameter;
 use std::time::Instant;
@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use super::{ErrorClass, FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify};
-use crate::class::{Arn, ObjectType};
+use crate::class::Arn;
 use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 
@@ -27,11 +27,7 @@ pub(super) async fn fetch_all(
     if refs.is_empty() {
         return FetchResults::new();
     }
-    let config = aws_sdk_ssm::config::Builder::from(sdk)
-        .region(Region::new(target.region.clone()))
-        .credentials_provider(target.credentials.clone())
-        .build();
-    let client = Client::from_conf(config);
+    let client = super::ssm_client(sdk, target);
     let batches = batches(refs);
     let fetches = batches.iter().map(|batch| fetch_batch(&client, limiter, metrics, &target.region, batch));
     futures::future::join_all(fetches).await.into_iter().flatten().collect()
@@ -91,13 +87,8 @@ async fn fetch_batch(
     region: &str,
     batch: &[&SecretRef],
 ) -> Vec<(SecretRef, Result<FetchedSecret, FetchError>)> {
-    let error = |r: &SecretRef, class, code: Option<String>, message: String| FetchError {
-        what: r.to_string(),
-        object_type: ObjectType::SsmParameter,
-        region: region.to_owned(),
-        class,
-        code,
-        message,
+    let error = |r: &SecretRef, class, code: Option<String>, message: String| {
+        FetchError::for_ref(r, region, class, code, message)
     };
     let fail_all = |class, code: Option<String>, message: String| {
         batch.iter().map(|r| ((*r).clone(), Err(error(r, class, code.clone(), message.clone())))).collect()
@@ -151,6 +142,7 @@ async fn fetch_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::class::ObjectType;
 
     fn param(name: &str, version: Option<&str>, label: Option<&str>) -> SecretRef {
         SecretRef {

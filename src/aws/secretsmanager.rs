@@ -2,14 +2,13 @@
 //! (BatchGetSecretValue cannot select versions and needs an extra IAM permission that
 //! ASCP's users do not grant, so concurrency is how a mount costs one round trip.)
 
-use aws_config::{Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
 use super::{FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify};
-use crate::class::ObjectType;
 use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 
@@ -23,11 +22,7 @@ pub(crate) async fn fetch_all(
     if refs.is_empty() {
         return FetchResults::new();
     }
-    let config = aws_sdk_secretsmanager::config::Builder::from(sdk)
-        .region(Region::new(target.region.clone()))
-        .credentials_provider(target.credentials.clone())
-        .build();
-    let client = Client::from_conf(config);
+    let client = super::secretsmanager_client(sdk, target);
     let fetches = refs.iter().map(|r| {
         let client = &client;
         async move {
@@ -47,14 +42,7 @@ async fn fetch_one(
     region: &str,
     secret: &SecretRef,
 ) -> Result<FetchedSecret, FetchError> {
-    let error = |class, code, message| FetchError {
-        what: secret.to_string(),
-        object_type: ObjectType::SecretsManager,
-        region: region.to_owned(),
-        class,
-        code,
-        message,
-    };
+    let error = |class, code, message| FetchError::for_ref(secret, region, class, code, message);
     let _permit = limiter
         .acquire()
         .await

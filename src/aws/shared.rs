@@ -134,7 +134,11 @@ impl SecretStore for SharedStore {
                 }
             }
             for (secret, batch) in waits {
-                let outcome = batch.await.get(&secret).cloned().unwrap_or_else(|| Err(lost(target, &secret)));
+                let outcome = batch
+                    .await
+                    .get(&secret)
+                    .cloned()
+                    .unwrap_or_else(|| Err(super::failover::missing(&secret, target)));
                 results.insert(secret, outcome);
             }
             results
@@ -147,21 +151,12 @@ impl SecretStore for SharedStore {
         collection: &'a crate::class::Collection,
         max: usize,
     ) -> BoxFuture<'a, Result<super::listing::Entries, FetchError>> {
-        self.list_collection(target, collection, max)
+        // Collections are listed afresh by every mount: their membership is what changes.
+        self.inner.list(target, collection, max)
     }
 }
 
 impl SharedStore {
-    /// Collections are listed afresh by every mount (their membership is what changes).
-    pub fn list_collection<'a>(
-        &'a self,
-        target: &'a FetchTarget,
-        collection: &'a crate::class::Collection,
-        max: usize,
-    ) -> BoxFuture<'a, Result<super::listing::Entries, FetchError>> {
-        self.inner.list(target, collection, max)
-    }
-
     /// Starts fetching `refs` as one batch in its own task, so it completes (and settles the
     /// shared state) even if every mount waiting for it is cancelled. Called with the lock
     /// held, so the task cannot settle before the batch is registered.
@@ -231,17 +226,6 @@ fn store_value(state: &mut State, cache: &CacheSettings, key: Key, value: Fetche
     }
     state.value_bytes += size;
     state.values.insert(key, Cached { value, expires: now + cache.ttl });
-}
-
-fn lost(target: &FetchTarget, secret: &SecretRef) -> FetchError {
-    FetchError {
-        what: secret.to_string(),
-        object_type: secret.object_type,
-        region: target.region.clone(),
-        class: super::ErrorClass::Server,
-        code: None,
-        message: "the shared fetch ended without a result".into(),
-    }
 }
 
 #[cfg(test)]

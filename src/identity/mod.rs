@@ -156,20 +156,12 @@ struct CredentialKey {
     token_digest: [u8; 32],
 }
 
-/// Cache hit/miss counts, for metrics.
-#[derive(Debug, Default)]
-pub struct CredentialStats {
-    pub fetches: std::sync::atomic::AtomicU64,
-    pub hits: std::sync::atomic::AtomicU64,
-}
-
 /// The pod's own identity: IRSA or EKS Pod Identity, cached.
 pub struct PodCredentials {
     sts: SdkConfig,
     cluster: Arc<dyn ClusterLookup>,
     agent: Arc<PodIdentityAgent>,
     cache: Cache<CredentialKey, Credentials, IdentityError>,
-    pub stats: Arc<CredentialStats>,
     metrics: Arc<Metrics>,
 }
 
@@ -186,14 +178,7 @@ impl PodCredentials {
         agent: PodIdentityAgent,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self {
-            sts,
-            cluster,
-            agent: Arc::new(agent),
-            cache: Cache::new(10_000),
-            stats: Arc::new(CredentialStats::default()),
-            metrics,
-        }
+        Self { sts, cluster, agent: Arc::new(agent), cache: Cache::new(10_000), metrics }
     }
 
     async fn resolve(
@@ -247,8 +232,6 @@ impl PodCredentials {
                     .await
             }
         };
-        let counter = if lookup == Lookup::Miss { &self.stats.fetches } else { &self.stats.hits };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let method = match auth {
             AuthMethod::Irsa => "irsa",
             AuthMethod::PodIdentity(_) => "pod_identity",
