@@ -148,6 +148,13 @@ pub struct ServeArgs {
     /// the cost of the driver's rotation polls. `0` (default) fetches on every mount.
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = cache_ttl)]
     pub cache_ttl: Duration,
+
+    /// Let replicas of one service account share its IRSA identity (STS credentials, fetches
+    /// and cached values) when the provider verified their tokens against the cluster's
+    /// service-account issuer keys. `false` exchanges every pod's token on its own.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "true", default_missing_value = "true", value_parser = go_bool)]
+    pub share_irsa_identity: bool,
 }
 
 /// Parses `--cache-ttl`: a Go duration, or zero to disable.

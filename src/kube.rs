@@ -1,17 +1,23 @@
 //! Kubernetes API lookups a mount may need: the IRSA role of a service account
-//! (`eks.amazonaws.com/role-arn`) and the region label of the pod's node. The client is
-//! created on first use (start-up never needs the API server), requests are rate limited
-//! (`--qps`, `--burst`), and answers are cached briefly so a node-wide mount storm makes one
-//! request per service account and per node.
+//! (`eks.amazonaws.com/role-arn`), the region label of the pod's node, and the cluster's
+//! service-account issuer keys (to verify pods' tokens locally). The client is created on
+//! first use (start-up never needs the API server), requests are rate limited (`--qps`,
+//! `--burst`), answers are bounded in size and cached briefly, and concurrent identical
+//! lookups share one request, so a node-wide mount storm makes one request per service
+//! account, per node and per key rotation.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
+use kube::Api;
+use moka::Expiry;
 use tokio::sync::OnceCell;
 
-use crate::cache::Cache;
 use crate::metrics::Metrics;
 
 /// The service-account annotation naming the IRSA role.
@@ -21,12 +27,15 @@ pub const REGION_LABELS: &[&str] =
     &["topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region"];
 
 /// How long lookups are reused: long enough to absorb a mount storm, short enough that an
-/// annotation change takes effect quickly.
+/// annotation change takes effect quickly. A pod never changes nodes.
 const ROLE_TTL: Duration = Duration::from_secs(30);
 const REGION_TTL: Duration = Duration::from_secs(300);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The objects read here are small; a larger answer is refused before it is buffered.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+const CACHE_ENTRIES: u64 = 10_000;
 
-/// A failed lookup; names the object, says what to fix.
+/// A failed lookup, classified where it happens; names the object, says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
     #[error("{what} was not found in the Kubernetes API")]
@@ -40,6 +49,27 @@ pub enum ClusterError {
     Unavailable { what: String, message: String },
     #[error("{what} is not a valid Kubernetes name")]
     InvalidName { what: String },
+}
+
+impl ClusterError {
+    /// A short, bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "not_found",
+            Self::Forbidden { .. } => "forbidden",
+            Self::Unavailable { .. } => "error",
+            Self::InvalidName { .. } => "invalid_name",
+        }
+    }
+}
+
+/// The cluster's service-account token issuer, from its issuer discovery endpoints.
+#[derive(Debug, Clone)]
+pub struct IssuerKeys {
+    /// `issuer` of `/.well-known/openid-configuration`: the `iss` of every pod token.
+    pub issuer: String,
+    /// `/openid/v1/jwks`: the public keys pod tokens are signed with.
+    pub keys: jsonwebtoken::jwk::JwkSet,
 }
 
 /// Kubernetes lookups, behind a trait so the mount pipeline can be tested with fakes.
@@ -56,6 +86,15 @@ pub trait ClusterLookup: Send + Sync {
         namespace: &'a str,
         pod: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, ClusterError>>;
+    /// The service-account issuer and its keys, read afresh (callers cache them).
+    fn issuer_keys(&self) -> BoxFuture<'_, Result<IssuerKeys, ClusterError>> {
+        Box::pin(async {
+            Err(ClusterError::Unavailable {
+                what: "service-account issuer discovery".into(),
+                message: "not available from this lookup".into(),
+            })
+        })
+    }
 }
 
 /// Where the client configuration comes from.
@@ -67,33 +106,56 @@ pub enum KubeSource {
     Kubeconfig(PathBuf),
 }
 
+/// A cached lookup answer and how long it may be served.
+#[derive(Clone)]
+struct Answer {
+    value: Option<String>,
+    ttl: Duration,
+}
+
+/// Each answer carries its own lifetime (an unscheduled pod's is zero: ask again next time).
+struct AnswerExpiry;
+
+impl<K> Expiry<K, Answer> for AnswerExpiry {
+    fn expire_after_create(&self, _key: &K, answer: &Answer, _created: Instant) -> Option<Duration> {
+        Some(answer.ttl)
+    }
+}
+
+type Lookups<K> = moka::future::Cache<K, Answer>;
+
+fn lookups<K: std::hash::Hash + Eq + Send + Sync + 'static>() -> Lookups<K> {
+    moka::future::Cache::builder().max_capacity(CACHE_ENTRIES).expire_after(AnswerExpiry).build()
+}
+
 /// The real API server.
 pub struct KubeLookup {
     api: Arc<ApiClient>,
-    roles: Cache<(String, String), Option<String>, ClusterError>,
-    pod_nodes: Cache<(String, String), Option<String>, ClusterError>,
-    node_regions: Cache<String, Option<String>, ClusterError>,
+    roles: Lookups<(String, String)>,
+    pod_nodes: Lookups<(String, String)>,
+    node_regions: Lookups<String>,
 }
 
 /// The lazily created client and its rate limit, shared by in-flight lookups.
 struct ApiClient {
     source: KubeSource,
     client: OnceCell<kube::Client>,
-    limiter: RateLimiter,
+    limiter: DefaultDirectRateLimiter,
     metrics: Arc<Metrics>,
 }
 
 impl KubeLookup {
     pub fn new(source: KubeSource, qps: u32, burst: u32, metrics: Arc<Metrics>) -> Self {
-        let api =
-            ApiClient { source, client: OnceCell::new(), limiter: RateLimiter::new(qps, burst), metrics };
-        Self {
-            api: Arc::new(api),
-            roles: Cache::new(10_000),
-            pod_nodes: Cache::new(10_000),
-            node_regions: Cache::new(10_000),
-        }
+        let api = ApiClient { source, client: OnceCell::new(), limiter: limiter(qps, burst), metrics };
+        Self { api: Arc::new(api), roles: lookups(), pod_nodes: lookups(), node_regions: lookups() }
     }
+}
+
+/// `qps` requests a second on average, up to `burst` at once (client-go's token bucket).
+fn limiter(qps: u32, burst: u32) -> DefaultDirectRateLimiter {
+    let qps = NonZeroU32::new(qps).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(qps).allow_burst(burst))
 }
 
 impl ApiClient {
@@ -115,65 +177,73 @@ impl ApiClient {
                 .map_err(|e| format!("no Kubernetes client configuration: {e}"))?;
                 config.connect_timeout = Some(REQUEST_TIMEOUT);
                 config.read_timeout = Some(REQUEST_TIMEOUT);
-                kube::Client::try_from(config).map_err(|e| e.to_string())
+                // Answers are read through a size limit, so a huge answer fails the lookup
+                // instead of being buffered whole.
+                let bounded = tower::util::MapResponseLayer::new(
+                    |response: http::Response<Box<kube::client::DynBody>>| {
+                        response.map(|body| http_body_util::Limited::new(body, MAX_ANSWER_BYTES))
+                    },
+                );
+                Ok(kube::client::ClientBuilder::try_from(config)
+                    .map_err(|e| e.to_string())?
+                    .with_layer(&bounded)
+                    .build())
             })
             .await
             .cloned()
-            .map_err(|message| ClusterError::Unavailable { what: what.to_owned(), message })
+            .map_err(|message: String| ClusterError::Unavailable { what: what.to_owned(), message })
     }
 
-    /// GETs one object as JSON, mapping HTTP errors to what the user must fix. Reading raw
-    /// JSON (not typed objects) keeps the lookups working with any conformant API server
-    /// and with minimal objects: only the fields we use matter.
-    async fn get(
-        &self,
-        resource: &'static str,
-        path: String,
-        what: &str,
-    ) -> Result<serde_json::Value, ClusterError> {
+    /// Runs one rate-limited request within its deadline, classifying the failure and
+    /// recording it.
+    async fn call<T, F, Fut>(&self, resource: &'static str, what: &str, request: F) -> Result<T, ClusterError>
+    where
+        F: FnOnce(kube::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
         let client = self.client(what).await?;
-        self.limiter.acquire().await;
-        let result = self.get_once(&client, &path, what).await;
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(ClusterError::NotFound { .. }) => "not_found",
-            Err(ClusterError::Forbidden { .. }) => "forbidden",
-            Err(ClusterError::Unavailable { .. } | ClusterError::InvalidName { .. }) => "error",
+        self.limiter.until_ready().await;
+        let result = match tokio::time::timeout(REQUEST_TIMEOUT * 2, request(client)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(classify(&e, what)),
+            Err(_) => {
+                Err(ClusterError::Unavailable { what: what.to_owned(), message: "no answer in time".into() })
+            }
         };
-        self.metrics.kube_request(resource, outcome);
+        self.metrics.kube_request(resource, result.as_ref().map_or_else(ClusterError::label, |_| "success"));
         result
     }
+}
 
-    async fn get_once(
-        &self,
-        client: &kube::Client,
-        path: &str,
-        what: &str,
-    ) -> Result<serde_json::Value, ClusterError> {
-        let unavailable = |message: String| ClusterError::Unavailable { what: what.to_owned(), message };
-        let request = http::Request::get(path)
-            .header(http::header::ACCEPT, "application/json")
-            .body(kube::client::Body::from(Vec::new()))
-            .map_err(|e| unavailable(e.to_string()))?;
-        let exchange = async {
-            let response = client.send(request).await.map_err(|e| unavailable(e.to_string()))?;
-            let status = response.status();
-            let body = http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .map_err(|e| unavailable(e.to_string()))?
-                .to_bytes();
-            Ok::<_, ClusterError>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT * 2, exchange)
-            .await
-            .map_err(|_| unavailable("no answer in time".into()))??;
-        match status.as_u16() {
-            200..=299 => {
-                serde_json::from_slice(&body).map_err(|_| unavailable("the answer is not JSON".into()))
-            }
-            404 => Err(ClusterError::NotFound { what: what.to_owned() }),
-            code @ (401 | 403) => Err(ClusterError::Forbidden { what: what.to_owned(), status: code }),
-            code => Err(unavailable(format!("HTTP {code}"))),
+/// What a failed request means for the user. API errors carry the server's own reason;
+/// other failures are described without the answer's body.
+fn classify(err: &kube::Error, what: &str) -> ClusterError {
+    let unavailable = |message: String| ClusterError::Unavailable { what: what.to_owned(), message };
+    match err {
+        kube::Error::Api(status) => match status.code {
+            404 => ClusterError::NotFound { what: what.to_owned() },
+            code @ (401 | 403) => ClusterError::Forbidden { what: what.to_owned(), status: code },
+            code => unavailable(format!("HTTP {code}")),
+        },
+        kube::Error::SerdeError(_) | kube::Error::FromUtf8(_) => {
+            unavailable("the answer is not a valid Kubernetes object".into())
+        }
+        kube::Error::Service(e) if is_too_large(e.as_ref()) => {
+            unavailable(format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"))
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => unavailable("the request failed".into()),
+        other => unavailable(other.to_string()),
+    }
+}
+
+fn is_too_large(mut err: &(dyn std::error::Error + 'static)) -> bool {
+    loop {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        match err.source() {
+            Some(source) => err = source,
+            None => return false,
         }
     }
 }
@@ -185,24 +255,20 @@ fn check_name(kind: &str, name: &str) -> Result<(), ClusterError> {
         && name.len() <= 253
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && !name.starts_with('.');
-    if valid {
-        Ok(())
-    } else {
-        Err(ClusterError::Unavailable {
-            what: format!("{kind} {name:?}"),
-            message: "not a valid Kubernetes name".into(),
-        })
-    }
+    if valid { Ok(()) } else { Err(ClusterError::InvalidName { what: format!("{kind} {name:?}") }) }
 }
 
-/// A string at a JSON pointer, if present and non-empty.
-fn text_at(value: &serde_json::Value, pointer: &str) -> Option<String> {
-    value
-        .pointer(pointer)
-        .and_then(serde_json::Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+fn non_empty(value: Option<&String>) -> Option<String> {
+    value.map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// Shares one lookup between concurrent callers and caches its answer; errors are not cached.
+async fn cached<K, F>(cache: &Lookups<K>, key: K, lookup: F) -> Result<Option<String>, ClusterError>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<Answer, ClusterError>>,
+{
+    cache.try_get_with(key, lookup).await.map(|answer| answer.value).map_err(|e| (*e).clone())
 }
 
 impl ClusterLookup for KubeLookup {
@@ -211,23 +277,25 @@ impl ClusterLookup for KubeLookup {
         namespace: &'a str,
         service_account: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
-        let api = self.api.clone();
-        let (ns, sa) = (namespace.to_owned(), service_account.to_owned());
         Box::pin(async move {
-            let key = (ns.clone(), sa.clone());
-            let fetch = move || async move {
-                let what = format!("service account {ns}/{sa}");
-                check_name("namespace", &ns)?;
-                check_name("service account", &sa)?;
-                let path = format!("/api/v1/namespaces/{ns}/serviceaccounts/{sa}");
-                let account = api.get("serviceaccounts", path, &what).await?;
-                let role = text_at(
-                    &account,
-                    &format!("/metadata/annotations/{}", ROLE_ANNOTATION.replace('/', "~1")),
-                );
-                Ok((role, Instant::now() + ROLE_TTL))
-            };
-            self.roles.get_or_fetch(key, fetch).await.0
+            check_name("namespace", namespace)?;
+            check_name("service account", service_account)?;
+            let key = (namespace.to_owned(), service_account.to_owned());
+            cached(&self.roles, key, async {
+                let what = format!("service account {namespace}/{service_account}");
+                let account = self
+                    .api
+                    .call("serviceaccounts", &what, |client| async move {
+                        Api::<ServiceAccount>::namespaced(client, namespace)
+                            .get_metadata(service_account)
+                            .await
+                    })
+                    .await?;
+                let role =
+                    non_empty(account.metadata.annotations.as_ref().and_then(|a| a.get(ROLE_ANNOTATION)));
+                Ok(Answer { value: role, ttl: ROLE_TTL })
+            })
+            .await
         })
     }
 
@@ -237,74 +305,71 @@ impl ClusterLookup for KubeLookup {
         pod: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
         Box::pin(async move {
-            let api = self.api.clone();
-            let (ns, name) = (namespace.to_owned(), pod.to_owned());
-            let node = self
-                .pod_nodes
-                .get_or_fetch((ns.clone(), name.clone()), move || async move {
-                    let what = format!("pod {ns}/{name}");
-                    check_name("namespace", &ns)?;
-                    check_name("pod", &name)?;
-                    let pod = api.get("pods", format!("/api/v1/namespaces/{ns}/pods/{name}"), &what).await?;
-                    let node = text_at(&pod, "/spec/nodeName");
-                    // A pod never changes nodes; an unscheduled one is asked again next time.
-                    let ttl = if node.is_some() { REGION_TTL } else { Duration::ZERO };
-                    Ok((node, Instant::now() + ttl))
-                })
-                .await
-                .0?;
+            check_name("namespace", namespace)?;
+            check_name("pod", pod)?;
+            let key = (namespace.to_owned(), pod.to_owned());
+            let node = cached(&self.pod_nodes, key, async {
+                let what = format!("pod {namespace}/{pod}");
+                let object = self
+                    .api
+                    .call("pods", &what, |client| async move {
+                        Api::<Pod>::namespaced(client, namespace).get(pod).await
+                    })
+                    .await?;
+                let node = non_empty(object.spec.as_ref().and_then(|s| s.node_name.as_ref()));
+                let ttl = if node.is_some() { REGION_TTL } else { Duration::ZERO };
+                Ok(Answer { value: node, ttl })
+            })
+            .await?;
             let Some(node) = node else { return Ok(None) };
-            let api = self.api.clone();
-            self.node_regions
-                .get_or_fetch(node.clone(), move || async move {
-                    let what = format!("node {node}");
-                    check_name("node", &node)?;
-                    let object = api.get("nodes", format!("/api/v1/nodes/{node}"), &what).await?;
-                    let region = REGION_LABELS.iter().find_map(|label| {
-                        text_at(&object, &format!("/metadata/labels/{}", label.replace('/', "~1")))
-                    });
-                    Ok((region, Instant::now() + REGION_TTL))
-                })
-                .await
-                .0
+            check_name("node", &node)?;
+            cached(&self.node_regions, node.clone(), async {
+                let what = format!("node {node}");
+                let object = self
+                    .api
+                    .call("nodes", &what, |client| async move {
+                        Api::<Node>::all(client).get_metadata(&node).await
+                    })
+                    .await?;
+                let labels = object.metadata.labels.unwrap_or_default();
+                let region = REGION_LABELS.iter().find_map(|label| non_empty(labels.get(*label)));
+                Ok(Answer { value: region, ttl: REGION_TTL })
+            })
+            .await
         })
     }
-}
 
-/// A token bucket: `qps` requests per second on average, up to `burst` at once.
-pub struct RateLimiter {
-    qps: f64,
-    burst: f64,
-    state: std::sync::Mutex<(f64, tokio::time::Instant)>,
-}
-
-impl RateLimiter {
-    pub fn new(qps: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        Self {
-            qps: f64::from(qps.max(1)),
-            burst,
-            state: std::sync::Mutex::new((burst, tokio::time::Instant::now())),
-        }
-    }
-
-    /// Waits for a token.
-    pub async fn acquire(&self) {
-        loop {
-            let wait = {
-                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                let now = tokio::time::Instant::now();
-                let (tokens, last) = *state;
-                let tokens = (tokens + now.duration_since(last).as_secs_f64() * self.qps).min(self.burst);
-                if tokens >= 1.0 {
-                    *state = (tokens - 1.0, now);
-                    return;
-                }
-                *state = (tokens, now);
-                Duration::from_secs_f64((1.0 - tokens) / self.qps)
+    fn issuer_keys(&self) -> BoxFuture<'_, Result<IssuerKeys, ClusterError>> {
+        Box::pin(async move {
+            /// The part of the discovery document used here.
+            #[derive(serde::Deserialize)]
+            struct Discovery {
+                issuer: String,
+            }
+            let get = |path: &'static str, what: &'static str| async move {
+                let request = http::Request::get(path)
+                    .body(Vec::new())
+                    .map_err(|e| ClusterError::Unavailable { what: what.into(), message: e.to_string() })?;
+                let resource = path.rsplit('/').next().unwrap_or(path);
+                self.api
+                    .call(resource, what, |client| async move { client.request_text(request).await })
+                    .await
             };
-            tokio::time::sleep(wait).await;
-        }
+            // Both through the API server (as the built-in system:service-account-issuer-discovery
+            // role allows), never the jwks_uri, which on EKS is a public URL.
+            let what: &'static str = "service-account issuer discovery (/.well-known/openid-configuration)";
+            let text = get("/.well-known/openid-configuration", what).await?;
+            let discovery: Discovery = serde_json::from_str(&text).map_err(|_| {
+                ClusterError::Unavailable { what: what.into(), message: "the answer has no issuer".into() }
+            })?;
+            let what: &'static str = "service-account issuer keys (/openid/v1/jwks)";
+            let text = get("/openid/v1/jwks", what).await?;
+            let keys = serde_json::from_str(&text).map_err(|_| ClusterError::Unavailable {
+                what: what.into(),
+                message: "the answer is not a JSON Web Key Set".into(),
+            })?;
+            Ok(IssuerKeys { issuer: discovery.issuer, keys })
+        })
     }
 }
 
@@ -312,21 +377,30 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn rate_limiter_allows_a_burst_then_qps() {
-        let limiter = RateLimiter::new(5, 10);
-        let started = tokio::time::Instant::now();
-        for _ in 0..10 {
-            limiter.acquire().await;
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_waits() {
+        let limiter = limiter(5, 10);
+        for i in 0..10 {
+            assert!(limiter.check().is_ok(), "request {i} of the burst");
         }
-        assert!(started.elapsed() < Duration::from_millis(1), "the burst is immediate");
-        for _ in 0..5 {
-            limiter.acquire().await;
+        assert!(limiter.check().is_err(), "the 11th must wait for the next token");
+        let zero = limiter_with_zero();
+        assert!(zero.check().is_ok() && zero.check().is_err(), "qps/burst 0 mean 1");
+    }
+
+    fn limiter_with_zero() -> DefaultDirectRateLimiter {
+        limiter(0, 0)
+    }
+
+    #[test]
+    fn names_are_checked_before_they_reach_a_url() {
+        for bad in ["", "UPPER", "a/b", "../x", ".hidden", "a b", &"x".repeat(254)] {
+            let err = check_name("pod", bad).unwrap_err();
+            assert!(matches!(err, ClusterError::InvalidName { .. }), "{bad:?}: {err:?}");
+            assert_eq!(err.label(), "invalid_name");
         }
-        let elapsed = started.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(990) && elapsed <= Duration::from_millis(1100),
-            "{elapsed:?}"
-        );
+        for good in ["web-0", "kube-system", "ip-10-0-0-1.ec2.internal"] {
+            assert!(check_name("pod", good).is_ok(), "{good}");
+        }
     }
 }

@@ -23,7 +23,6 @@
 #![forbid(unsafe_code)]
 
 pub mod aws;
-pub mod cache;
 pub mod check;
 pub mod class;
 pub mod cli;
@@ -32,6 +31,7 @@ pub mod identity;
 pub mod kube;
 pub mod metrics;
 pub mod mount;
+pub mod provider;
 pub mod render;
 pub mod request;
 pub mod secret;

@@ -1,18 +1,10 @@
 //! The `csi-provider-aws` binary: flags -> configuration -> telemetry -> server.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use csi_provider_aws::aws::shared::{CacheSettings, SharedStore};
-use csi_provider_aws::aws::sts_config;
-use csi_provider_aws::aws::{AwsSettings, AwsStore, load_sdk_config};
 use csi_provider_aws::cli::{Cli, Command, ServeArgs};
-use csi_provider_aws::identity::{PodCredentials, PodIdentityAgent};
-use csi_provider_aws::kube::{ClusterLookup, KubeLookup, KubeSource};
-use csi_provider_aws::metrics::{self, Metrics};
-use csi_provider_aws::mount::{MountSettings, Mounter};
-use csi_provider_aws::{check, client, server, telemetry};
+use csi_provider_aws::metrics;
+use csi_provider_aws::{check, client, provider, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_go_style(std::env::args_os());
@@ -78,43 +70,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
          pods.eks.amazonaws.com)"
     );
 
-    let settings = AwsSettings {
-        app_version: Some(args.eks_addon_version.clone()).filter(|v| !v.is_empty()),
-        call_timeout: args.aws_timeout,
-        ..AwsSettings::default()
-    };
-    let sdk = load_sdk_config(&settings).await;
-    let default_region = std::env::var("AWS_REGION").ok().filter(|r| !r.trim().is_empty());
-    let metrics = Arc::new(Metrics::new());
-    let aws = AwsStore::new(sdk.clone(), args.max_aws_requests, metrics.clone());
-    let cache = CacheSettings { ttl: args.cache_ttl, ..CacheSettings::default() };
-    let store = SharedStore::new(Arc::new(aws), cache).with_metrics(metrics.clone());
-    let timeout = args.pod_identity_http_timeout.and_then(|t| t.0).unwrap_or(Duration::from_secs(1));
-    let agent = match PodIdentityAgent::new(
-        &args.pod_identity_agent_ipv4_endpoint,
-        &args.pod_identity_agent_ipv6_endpoint,
-        timeout,
-    ) {
-        Ok(agent) => agent,
+    let provider = match provider::build(provider::Settings::from_args(&args)).await {
+        Ok(provider) => provider,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    // Created lazily: start-up never needs a reachable API server.
-    let cluster: Arc<dyn ClusterLookup> =
-        Arc::new(KubeLookup::new(KubeSource::Infer, args.qps, args.burst, metrics.clone()));
-    let credentials = PodCredentials::new(sts_config(&sdk), cluster.clone(), agent, metrics.clone());
-    let mount_settings = MountSettings {
-        driver_writes_secrets: args.driver_writes_secrets,
-        default_region,
-        max_objects: args.max_objects,
-        max_response_bytes: usize::try_from(args.max_mount_bytes).unwrap_or(usize::MAX),
-        timeout: args.mount_timeout,
-        max_concurrent: args.max_concurrent_mounts,
-    };
-    let mounter =
-        Arc::new(Mounter::new(mount_settings, Arc::new(store), Arc::new(credentials), Some(cluster)));
+    let (mounter, metrics) = (provider.mounter, provider.metrics);
     // Metrics and probes matter, but serving the driver matters more: a taken port is
     // reported loudly and the socket is served anyway.
     match metrics::bind(args.metrics_addr).await {

@@ -51,6 +51,11 @@ struct KubeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: &'static str,
 }
@@ -67,6 +72,7 @@ pub struct Metrics {
     credentials: Family<CredentialLabels, Counter>,
     kube_requests: Family<KubeLabels, Counter>,
     object_fetches: Family<SourceLabels, Counter>,
+    token_verifications: Family<OutcomeLabels, Counter>,
     ready: AtomicBool,
 }
 
@@ -121,8 +127,16 @@ impl Metrics {
             "Objects a mount needed, by where they came from (aws, shared in-flight fetch, cache)",
             object_fetches.clone(),
         );
+        let token_verifications = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "token_verifications",
+            "IRSA tokens checked against the cluster's issuer keys: verified (shares its service \
+             account's identity) or why not (exchanged alone)",
+            token_verifications.clone(),
+        );
         Self {
             registry,
+            token_verifications,
             mounts,
             mount_duration,
             in_flight,
@@ -155,6 +169,11 @@ impl Metrics {
     }
 
     /// Records one Kubernetes API read.
+    /// Records one IRSA token verification (`verified`, or why it was not).
+    pub fn token_verification(&self, outcome: &'static str) {
+        self.token_verifications.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
     pub fn kube_request(&self, resource: &'static str, outcome: &'static str) {
         self.kube_requests.get_or_create(&KubeLabels { resource, outcome }).inc();
     }

@@ -4,14 +4,19 @@
 //! shared, so there is no staleness at all. With `--cache-ttl`, a value fetched by the same
 //! identity is also served again until the TTL passes (bounded in entries and bytes; values
 //! are zeroized when evicted).
+//!
+//! In-flight sharing is kept by hand rather than with the cache's single-flight: a mount's
+//! objects are fetched as one batch (Parameter Store takes ten names a call), while sharing
+//! is per object. A batch lives only while some mount waits for it: when every waiting
+//! mount is cancelled, its queued and running AWS calls are dropped with it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
+use futures::future::{BoxFuture, Shared, WeakShared};
 
 use super::{FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, SecretStore};
 use crate::metrics::Metrics;
@@ -24,7 +29,8 @@ struct Key {
     secret: SecretRef,
 }
 
-type Batch = Shared<BoxFuture<'static, Arc<FetchResults>>>;
+type BatchFuture = BoxFuture<'static, Arc<FetchResults>>;
+type Batch = Shared<BatchFuture>;
 
 /// Counters of what the store did, for tests and metrics.
 #[derive(Debug, Default)]
@@ -52,32 +58,50 @@ impl Default for CacheSettings {
     }
 }
 
-struct Cached {
-    value: FetchedSecret,
-    expires: Instant,
+type Values = moka::sync::Cache<Key, FetchedSecret>;
+
+/// The value cache: every entry weighs at least `max_bytes / max_entries`, so the one
+/// weighted capacity bounds both the bytes and the number of entries.
+fn value_cache(settings: &CacheSettings) -> Option<Values> {
+    if settings.ttl.is_zero() {
+        return None;
+    }
+    let floor = settings.max_bytes / settings.max_entries.max(1);
+    let weigh = move |_: &Key, value: &FetchedSecret| {
+        u32::try_from(value.value.len().max(floor).max(1)).unwrap_or(u32::MAX)
+    };
+    let cache = moka::sync::Cache::builder()
+        .max_capacity(settings.max_bytes as u64)
+        .weigher(weigh)
+        .time_to_live(settings.ttl)
+        .build();
+    Some(cache)
 }
 
+/// Fetches in flight, by key: the batch making it (weakly held: a batch nobody waits for is
+/// dropped) and the batch's id, so only that batch removes the entry.
 #[derive(Default)]
-struct State {
-    /// Fetches in flight, by key, with the id of the batch that makes them.
-    in_flight: HashMap<Key, (u64, Batch)>,
-    values: HashMap<Key, Cached>,
-    value_bytes: usize,
+struct InFlight {
+    batches: HashMap<Key, (u64, WeakShared<BatchFuture>)>,
     next_batch: u64,
 }
+
+/// Dead entries (batches whose mounts were all cancelled) are pruned past this many.
+const PRUNE_ABOVE: usize = 4096;
 
 /// A [`SecretStore`] that shares identical fetches and optionally caches values.
 pub struct SharedStore {
     inner: Arc<dyn SecretStore>,
-    state: Arc<Mutex<State>>,
-    cache: CacheSettings,
+    in_flight: Arc<Mutex<InFlight>>,
+    values: Option<Values>,
     pub stats: Arc<SharingStats>,
     metrics: Option<Arc<Metrics>>,
 }
 
 impl SharedStore {
     pub fn new(inner: Arc<dyn SecretStore>, cache: CacheSettings) -> Self {
-        Self { inner, state: Arc::default(), cache, stats: Arc::default(), metrics: None }
+        let values = value_cache(&cache);
+        Self { inner, in_flight: Arc::default(), values, stats: Arc::default(), metrics: None }
     }
 
     /// Reports where objects came from as `object_fetches` metrics.
@@ -88,11 +112,14 @@ impl SharedStore {
 
     /// Values currently cached.
     pub fn cached_values(&self) -> usize {
-        lock(&self.state).values.len()
+        self.values.as_ref().map_or(0, |values| {
+            values.run_pending_tasks();
+            usize::try_from(values.entry_count()).unwrap_or(usize::MAX)
+        })
     }
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+fn lock(state: &Mutex<InFlight>) -> MutexGuard<'_, InFlight> {
     state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -106,31 +133,28 @@ impl SecretStore for SharedStore {
             };
             let mut results = FetchResults::new();
             let mut waits: Vec<(SecretRef, Batch)> = Vec::new();
+            let mut missing = Vec::new();
+            for secret in refs {
+                let key = key(secret);
+                if let Some(value) = self.values.as_ref().and_then(|values| values.get(&key)) {
+                    results.insert(secret.clone(), Ok(value));
+                } else {
+                    missing.push((secret, key));
+                }
+            }
             {
-                let mut state = lock(&self.state);
-                let now = Instant::now();
-                let mut missing = Vec::new();
-                for secret in refs {
-                    let key = key(secret);
-                    if let Some(cached) = state.values.get(&key).filter(|c| c.expires > now) {
-                        results.insert(secret.clone(), Ok(cached.value.clone()));
-                        self.stats.cached.fetch_add(1, Ordering::Relaxed);
-                    } else if let Some((_, batch)) = state.in_flight.get(&key) {
-                        waits.push((secret.clone(), batch.clone()));
-                        self.stats.joined.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        missing.push(secret.clone());
+                let mut in_flight = lock(&self.in_flight);
+                let mut start = Vec::new();
+                for (secret, key) in missing {
+                    match in_flight.batches.get(&key).and_then(|(_, batch)| batch.upgrade()) {
+                        Some(batch) => waits.push((secret.clone(), batch)),
+                        None => start.push(secret.clone()),
                     }
                 }
-                if let Some(metrics) = &self.metrics {
-                    metrics.object_fetches("cache", results.len() as u64);
-                    metrics.object_fetches("shared", waits.len() as u64);
-                    metrics.object_fetches("aws", missing.len() as u64);
-                }
-                if !missing.is_empty() {
-                    self.stats.fetched.fetch_add(missing.len() as u64, Ordering::Relaxed);
-                    let batch = self.start_batch(&mut state, target, missing.clone());
-                    waits.extend(missing.into_iter().map(|secret| (secret, batch.clone())));
+                self.count(results.len(), waits.len(), start.len());
+                if !start.is_empty() {
+                    let batch = self.start_batch(&mut in_flight, target, start.clone());
+                    waits.extend(start.into_iter().map(|secret| (secret, batch.clone())));
                 }
             }
             for (secret, batch) in waits {
@@ -157,16 +181,27 @@ impl SecretStore for SharedStore {
 }
 
 impl SharedStore {
-    /// Starts fetching `refs` as one batch in its own task, so it completes (and settles the
-    /// shared state) even if every mount waiting for it is cancelled. Called with the lock
-    /// held, so the task cannot settle before the batch is registered.
-    fn start_batch(&self, state: &mut State, target: &FetchTarget, refs: Vec<SecretRef>) -> Batch {
-        let id = state.next_batch;
-        state.next_batch += 1;
+    fn count(&self, cached: usize, joined: usize, fetched: usize) {
+        self.stats.cached.fetch_add(cached as u64, Ordering::Relaxed);
+        self.stats.joined.fetch_add(joined as u64, Ordering::Relaxed);
+        self.stats.fetched.fetch_add(fetched as u64, Ordering::Relaxed);
+        if let Some(metrics) = &self.metrics {
+            metrics.object_fetches("cache", cached as u64);
+            metrics.object_fetches("shared", joined as u64);
+            metrics.object_fetches("aws", fetched as u64);
+        }
+    }
+
+    /// Registers a batch fetching `refs`. It runs while a mount awaits it; the mount that
+    /// sees it finish settles the shared state (caches the values, unregisters the batch).
+    /// Called with the lock held, so the batch cannot settle before it is registered.
+    fn start_batch(&self, in_flight: &mut InFlight, target: &FetchTarget, refs: Vec<SecretRef>) -> Batch {
+        let id = in_flight.next_batch;
+        in_flight.next_batch += 1;
         let inner = self.inner.clone();
-        let shared_state = self.state.clone();
+        let state = self.in_flight.clone();
+        let values = self.values.clone();
         let target = target.clone();
-        let cache = self.cache;
         let keys: Vec<Key> = refs
             .iter()
             .map(|secret| Key {
@@ -176,56 +211,31 @@ impl SharedStore {
             })
             .collect();
         let settle_keys = keys.clone();
-        let task = tokio::spawn(async move {
-            let results = Arc::new(inner.fetch(&target, &refs).await);
-            let mut state = lock(&shared_state);
+        let future: BatchFuture = async move {
+            let results = inner.fetch(&target, &refs).await;
+            let mut in_flight = lock(&state);
             for key in settle_keys {
-                if matches!(state.in_flight.get(&key), Some((batch, _)) if *batch == id) {
-                    state.in_flight.remove(&key);
+                if in_flight.batches.get(&key).is_some_and(|(batch, _)| *batch == id) {
+                    in_flight.batches.remove(&key);
                 }
-                if let (false, Some(Ok(value))) = (cache.ttl.is_zero(), results.get(&key.secret)) {
-                    store_value(&mut state, &cache, key, value.clone());
+                if let (Some(values), Some(Ok(value))) = (&values, results.get(&key.secret)) {
+                    values.insert(key, value.clone());
                 }
             }
-            results
-        });
-        let batch: Batch = async move { task.await.unwrap_or_default() }.boxed().shared();
-        for key in keys {
-            state.in_flight.insert(key, (id, batch.clone()));
+            Arc::new(results)
+        }
+        .boxed();
+        let batch = future.shared();
+        if in_flight.batches.len() > PRUNE_ABOVE {
+            in_flight.batches.retain(|_, (_, weak)| weak.upgrade().is_some());
+        }
+        if let Some(weak) = batch.downgrade() {
+            for key in keys {
+                in_flight.batches.insert(key, (id, weak.clone()));
+            }
         }
         batch
     }
-}
-
-/// Caches a value, evicting expired and then soonest-expiring values to stay in bounds.
-fn store_value(state: &mut State, cache: &CacheSettings, key: Key, value: FetchedSecret) {
-    let size = value.value.len();
-    if size > cache.max_bytes {
-        return;
-    }
-    if let Some(old) = state.values.remove(&key) {
-        state.value_bytes -= old.value.value.len();
-    }
-    let now = Instant::now();
-    let mut freed = 0;
-    state.values.retain(|_, c| {
-        let keep = c.expires > now;
-        if !keep {
-            freed += c.value.value.len();
-        }
-        keep
-    });
-    state.value_bytes -= freed;
-    while state.values.len() >= cache.max_entries || state.value_bytes + size > cache.max_bytes {
-        let Some(soonest) = state.values.iter().min_by_key(|(_, c)| c.expires).map(|(k, _)| k.clone()) else {
-            break;
-        };
-        if let Some(evicted) = state.values.remove(&soonest) {
-            state.value_bytes -= evicted.value.value.len();
-        }
-    }
-    state.value_bytes += size;
-    state.values.insert(key, Cached { value, expires: now + cache.ttl });
 }
 
 #[cfg(test)]
@@ -335,6 +345,65 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         store.fetch(&target("p"), &refs[..1]).await;
         assert_eq!(inner.asked.load(Ordering::SeqCst), 6, "an expired value is fetched again");
+    }
+
+    /// Counts fetches that started and that ran to completion.
+    #[derive(Default)]
+    struct CountingStore {
+        started: AtomicUsize,
+        finished: AtomicUsize,
+    }
+
+    impl SecretStore for CountingStore {
+        fn fetch<'a>(
+            &'a self,
+            _target: &'a FetchTarget,
+            refs: &'a [SecretRef],
+        ) -> BoxFuture<'a, FetchResults> {
+            Box::pin(async move {
+                self.started.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                self.finished.fetch_add(1, Ordering::SeqCst);
+                refs.iter()
+                    .map(|r| {
+                        (
+                            r.clone(),
+                            Ok(FetchedSecret {
+                                value: SecretBytes::from("v".to_string()),
+                                version: "1".into(),
+                            }),
+                        )
+                    })
+                    .collect()
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn work_nobody_waits_for_stops_but_a_shared_fetch_goes_on() {
+        let inner = Arc::new(CountingStore::default());
+        let store = Arc::new(SharedStore::new(inner.clone(), CacheSettings::default()));
+        let refs = vec![secret("a")];
+        // Two mounts share a fetch; one is cancelled: the other still gets the value.
+        let (s, r) = (store.clone(), refs.clone());
+        let cancelled = tokio::spawn(async move { s.fetch(&target("p"), &r).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (s, r) = (store.clone(), refs.clone());
+        let waiting = tokio::spawn(async move { s.fetch(&target("p"), &r).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cancelled.abort();
+        assert!(waiting.await.unwrap()[&refs[0]].is_ok());
+        assert_eq!((inner.started.load(Ordering::SeqCst), inner.finished.load(Ordering::SeqCst)), (1, 1));
+        assert_eq!(store.stats.joined.load(Ordering::SeqCst), 1);
+
+        // A mount nobody shares is cancelled: its fetch stops with it.
+        let (s, r) = (store.clone(), refs.clone());
+        let alone = tokio::spawn(async move { s.fetch(&target("p"), &r).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        alone.abort();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(inner.started.load(Ordering::SeqCst), 2);
+        assert_eq!(inner.finished.load(Ordering::SeqCst), 1, "the cancelled fetch did not run on");
     }
 
     #[tokio::test]

@@ -1,12 +1,19 @@
 //! The AWS identity a mount fetches with: the pod's own, never the provider's. IRSA (the
 //! service account's role, assumed with the pod's token) or EKS Pod Identity (the node's
 //! agent, given the pod's token). Credentials are cached until shortly before they expire,
-//! keyed by everything they derive from, so a pod only ever gets credentials made from its
-//! own token, service account and role.
+//! keyed by everything they derive from.
+//!
+//! IRSA credentials depend only on the role, the session name (namespace and service
+//! account) and the token's subject, so every replica of a service account may use the same
+//! ones: a pod whose token the provider verified itself ([`verify`]) shares its service
+//! account's identity class (credentials, in-flight fetches, cached values). A token that
+//! cannot be verified is exchanged on its own and its credentials serve that token only.
+//! Pod Identity credentials carry session tags naming the pod, so they stay per pod.
 
 pub mod irsa;
 pub mod pod_identity;
 pub mod tokens;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,12 +25,13 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 use crate::aws::ErrorClass;
-use crate::cache::{Cache, Lookup};
 use crate::class::{AssumeRole, AuthMethod};
 use crate::kube::{ClusterError, ClusterLookup};
 use crate::metrics::Metrics;
 use crate::request::Pod;
+use crate::secret::SecretString;
 pub use pod_identity::PodIdentityAgent;
+pub use verify::TokenVerifier;
 
 /// Why no credentials could be had for a pod. Never carries a token or a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,14 +154,76 @@ impl CredentialSource for ProviderCredentials {
     }
 }
 
-/// Everything a cached credential derives from. The token is kept only as a SHA-256 digest.
+/// Whose credentials these are: everything a cached credential derives from. Tokens appear
+/// only as SHA-256 digests.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct CredentialKey {
-    method: &'static str,
-    namespace: String,
-    service_account: String,
-    role: String,
-    token_digest: [u8; 32],
+enum CredentialKey {
+    /// A service account's IRSA role, shared by every pod whose token verified.
+    IrsaClass { namespace: String, service_account: String, role: String },
+    /// A service account's IRSA role, for one token that could not be verified.
+    IrsaToken { namespace: String, service_account: String, role: String, token: [u8; 32] },
+    /// EKS Pod Identity: per token (the agent's session tags name the pod).
+    PodIdentity { namespace: String, service_account: String, token: [u8; 32] },
+    /// A role assumed with a base identity (role chaining): the base's class, role, external id.
+    Chained { base: Arc<str>, role: String, external_id: Option<String> },
+}
+
+impl CredentialKey {
+    /// A printable digest of the whole key: equal names mean interchangeable credentials.
+    fn name(&self) -> Arc<str> {
+        let mut hasher = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(bytes);
+        };
+        match self {
+            Self::IrsaClass { namespace, service_account, role } => {
+                for p in ["irsa-class", namespace, service_account, role] {
+                    part(p.as_bytes());
+                }
+            }
+            Self::IrsaToken { namespace, service_account, role, token } => {
+                for p in ["irsa-token", namespace, service_account, role] {
+                    part(p.as_bytes());
+                }
+                part(token);
+            }
+            Self::PodIdentity { namespace, service_account, token } => {
+                for p in ["pod-identity", namespace, service_account] {
+                    part(p.as_bytes());
+                }
+                part(token);
+            }
+            Self::Chained { base, role, external_id } => {
+                for p in ["chained", base, role] {
+                    part(p.as_bytes());
+                }
+                // None and Some("") are different external ids.
+                match external_id {
+                    Some(id) => part(format!("some:{id}").as_bytes()),
+                    None => part(b"none"),
+                }
+            }
+        }
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>().into()
+    }
+}
+
+/// Cached credentials, when they must stop being served, and the digest of the token (or
+/// base identity) they were made from, which tells "cached" from "shared" in the metrics.
+#[derive(Clone)]
+struct Held {
+    credentials: Credentials,
+    expires: Instant,
+    made_from: [u8; 32],
+}
+
+struct HeldExpiry;
+
+impl moka::Expiry<CredentialKey, Held> for HeldExpiry {
+    fn expire_after_create(&self, _key: &CredentialKey, held: &Held, created: Instant) -> Option<Duration> {
+        Some(held.expires.saturating_duration_since(created))
+    }
 }
 
 /// The pod's own identity: IRSA or EKS Pod Identity, cached.
@@ -161,7 +231,8 @@ pub struct PodCredentials {
     sts: SdkConfig,
     cluster: Arc<dyn ClusterLookup>,
     agent: Arc<PodIdentityAgent>,
-    cache: Cache<CredentialKey, Credentials, IdentityError>,
+    verifier: TokenVerifier,
+    cache: moka::future::Cache<CredentialKey, Held>,
     metrics: Arc<Metrics>,
 }
 
@@ -169,16 +240,21 @@ pub struct PodCredentials {
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 /// How long credentials without an expiry are reused.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(900);
+const CACHED_IDENTITIES: u64 = 10_000;
 
 impl PodCredentials {
-    /// `sts` is the SDK configuration for STS (no credentials of its own: the call is unsigned).
+    /// `sts` is the SDK configuration for STS (no credentials of its own: the call is
+    /// unsigned). `verifier` decides which IRSA tokens may share their class's identity.
     pub fn new(
         sts: SdkConfig,
         cluster: Arc<dyn ClusterLookup>,
         agent: PodIdentityAgent,
+        verifier: TokenVerifier,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Self { sts, cluster, agent: Arc::new(agent), cache: Cache::new(10_000), metrics }
+        let cache =
+            moka::future::Cache::builder().max_capacity(CACHED_IDENTITIES).expire_after(HeldExpiry).build();
+        Self { sts, cluster, agent: Arc::new(agent), verifier, cache, metrics }
     }
 
     async fn resolve(
@@ -193,52 +269,98 @@ impl PodCredentials {
         if pod.service_account.is_empty() {
             return Err(IdentityError::NoPodField("csi.storage.k8s.io/serviceAccount.name"));
         }
-        let identity_key;
-        let (result, lookup) = match auth {
+        let (namespace, service_account) = (pod.namespace.clone(), pod.service_account.clone());
+        let (method, key, token, result) = match auth {
             AuthMethod::Irsa => {
                 let token = tokens::token_for(pod.tokens.as_ref(), tokens::IRSA_AUDIENCE)?;
-                let role =
-                    self.cluster.role_arn(&pod.namespace, &pod.service_account).await?.ok_or_else(|| {
-                        IdentityError::NoRole {
-                            namespace: pod.namespace.clone(),
-                            service_account: pod.service_account.clone(),
-                        }
-                    })?;
-                let key = key("irsa", pod, &role, &token);
-                identity_key = key.name();
-                let sts = self.sts.clone();
+                let role = self.cluster.role_arn(&namespace, &service_account).await?.ok_or_else(|| {
+                    IdentityError::NoRole {
+                        namespace: namespace.clone(),
+                        service_account: service_account.clone(),
+                    }
+                })?;
+                let verdict =
+                    self.verifier.verify(&token, tokens::IRSA_AUDIENCE, &namespace, &service_account).await;
+                self.metrics
+                    .token_verification(verdict.map_or_else(verify::Unverified::label, |()| "verified"));
+                let key = match verdict {
+                    Ok(()) => CredentialKey::IrsaClass { namespace, service_account, role: role.clone() },
+                    Err(_) => CredentialKey::IrsaToken {
+                        namespace,
+                        service_account,
+                        role: role.clone(),
+                        token: digest(&token),
+                    },
+                };
                 let session = irsa::session_name(&pod.namespace, &pod.service_account);
-                let regions = regions.to_vec();
-                let metrics = self.metrics.clone();
-                self.cache
-                    .get_or_fetch(key, move || async move {
-                        across_regions(&regions, &metrics, "AssumeRoleWithWebIdentity", |region| {
-                            let (sts, role, token, session) = (&sts, &role, &token, &session);
+                let result = self
+                    .held(&key, &token, async {
+                        across_regions(regions, &self.metrics, "AssumeRoleWithWebIdentity", |region| {
+                            let (sts, role, token, session) = (&self.sts, &role, &token, &session);
                             async move { irsa::assume_role(sts, &region, role, token, session).await }
                         })
                         .await
                     })
-                    .await
+                    .await;
+                ("irsa", key, token, result)
             }
             AuthMethod::PodIdentity(preference) => {
                 let token = tokens::token_for(pod.tokens.as_ref(), tokens::POD_IDENTITY_AUDIENCE)?;
-                let key = key("pod-identity", pod, "", &token);
-                identity_key = key.name();
+                let key = CredentialKey::PodIdentity { namespace, service_account, token: digest(&token) };
                 let agent = self.agent.clone();
-                self.cache
-                    .get_or_fetch(key, move || async move {
+                let result = self
+                    .held(&key, &token, async {
                         agent.credentials(&token, preference).await.map(with_expiry)
                     })
-                    .await
+                    .await;
+                ("pod_identity", key, token, result)
             }
         };
-        let method = match auth {
-            AuthMethod::Irsa => "irsa",
-            AuthMethod::PodIdentity(_) => "pod_identity",
+        self.finish(method, &key, &token, result)
+    }
+
+    /// The cached credentials for `key`, or those `fetch` makes (one fetch for concurrent
+    /// callers; errors are not cached), and whether they were fresh.
+    async fn held<F>(
+        &self,
+        key: &CredentialKey,
+        made_from: &SecretString,
+        fetch: F,
+    ) -> Result<(Held, bool), IdentityError>
+    where
+        F: std::future::Future<Output = Result<(Credentials, Instant), IdentityError>>,
+    {
+        let made_from = digest(made_from);
+        let entry = self
+            .cache
+            .entry(key.clone())
+            .or_try_insert_with(async {
+                let (credentials, expires) = fetch.await?;
+                Ok::<_, IdentityError>(Held { credentials, expires, made_from })
+            })
+            .await
+            .map_err(|e: Arc<IdentityError>| (*e).clone())?;
+        let fresh = entry.is_fresh();
+        Ok((entry.into_value(), fresh))
+    }
+
+    /// Records where the credentials came from and wraps them for the SDK.
+    fn finish(
+        &self,
+        method: &'static str,
+        key: &CredentialKey,
+        token: &SecretString,
+        result: Result<(Held, bool), IdentityError>,
+    ) -> Result<Identity, IdentityError> {
+        let source = match &result {
+            Err(_) => "error",
+            Ok((_, true)) => "fetched",
+            Ok((held, false)) if held.made_from == digest(token) => "cached",
+            Ok(_) => "shared",
         };
-        self.metrics.credential(method, source(result.is_ok(), lookup));
-        let credentials = SharedCredentialsProvider::new(result?);
-        Ok(Identity { credentials, key: identity_key })
+        self.metrics.credential(method, source);
+        let (held, _) = result?;
+        Ok(Identity { credentials: SharedCredentialsProvider::new(held.credentials), key: key.name() })
     }
 }
 
@@ -260,33 +382,19 @@ impl CredentialSource for PodCredentials {
         regions: &'a [String],
     ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
         Box::pin(async move {
-            // Derived from the pod's identity: the key covers it, the role and the external id.
-            let mut hasher = Sha256::new();
-            for part in [base.key.as_ref(), role.role_arn.as_str(), role.external_id.as_deref().unwrap_or("")]
-            {
-                hasher.update(part.as_bytes());
-                hasher.update([0]);
-            }
-            let key_name: Arc<str> =
-                hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>().into();
-            let cache_key = CredentialKey {
-                method: "assume-role",
-                namespace: pod.namespace.clone(),
-                service_account: pod.service_account.clone(),
+            let key = CredentialKey::Chained {
+                base: base.key.clone(),
                 role: role.role_arn.clone(),
-                token_digest: Sha256::digest(key_name.as_bytes()).into(),
+                external_id: role.external_id.clone(),
             };
-            let sts = self.sts.clone();
-            let base_credentials = base.credentials.clone();
-            let role = role.clone();
             let session = irsa::session_name(&pod.namespace, &pod.service_account);
-            let regions = regions.to_vec();
-            let metrics = self.metrics.clone();
-            let (result, lookup) = self
-                .cache
-                .get_or_fetch(cache_key, move || async move {
-                    across_regions(&regions, &metrics, "AssumeRole", |region| {
-                        let (sts, base, role, session) = (&sts, base_credentials.clone(), &role, &session);
+            // The chain is made from the base identity: its key stands in for the token.
+            let made_from = SecretString::new(base.key.to_string());
+            let result = self
+                .held(&key, &made_from, async {
+                    across_regions(regions, &self.metrics, "AssumeRole", |region| {
+                        let (sts, base, role, session) =
+                            (&self.sts, base.credentials.clone(), role, &session);
                         async move {
                             irsa::chain_role(
                                 sts,
@@ -302,44 +410,13 @@ impl CredentialSource for PodCredentials {
                     .await
                 })
                 .await;
-            self.metrics.credential("assume_role", source(result.is_ok(), lookup));
-            Ok(Identity { credentials: SharedCredentialsProvider::new(result?), key: key_name })
+            self.finish("assume_role", &key, &made_from, result)
         })
     }
 }
 
-impl CredentialKey {
-    /// A printable digest of the whole key.
-    fn name(&self) -> Arc<str> {
-        let mut hasher = Sha256::new();
-        for part in [self.method, &self.namespace, &self.service_account, &self.role] {
-            hasher.update(part.as_bytes());
-            hasher.update([0]);
-        }
-        hasher.update(self.token_digest);
-        let digest = hasher.finalize();
-        digest.iter().map(|b| format!("{b:02x}")).collect::<String>().into()
-    }
-}
-
-fn key(method: &'static str, pod: &Pod, role: &str, token: &crate::secret::SecretString) -> CredentialKey {
-    CredentialKey {
-        method,
-        namespace: pod.namespace.clone(),
-        service_account: pod.service_account.clone(),
-        role: role.to_owned(),
-        token_digest: Sha256::digest(token.expose().as_bytes()).into(),
-    }
-}
-
-/// The `credentials_total` source label of a lookup.
-fn source(ok: bool, lookup: Lookup) -> &'static str {
-    match (ok, lookup) {
-        (false, _) => "error",
-        (true, Lookup::Miss) => "fetched",
-        (true, Lookup::Hit) => "cached",
-        (true, Lookup::Shared) => "shared",
-    }
+fn digest(token: &SecretString) -> [u8; 32] {
+    Sha256::digest(token.expose().as_bytes()).into()
 }
 
 /// Calls STS in each region in turn until one answers (another region's STS may answer when
@@ -384,4 +461,45 @@ fn with_expiry(credentials: Credentials) -> (Credentials, Instant) {
         None => DEFAULT_LIFETIME,
     };
     (credentials, Instant::now() + lifetime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_keys_separate_everything_credentials_derive_from() {
+        let class = |ns: &str, sa: &str, role: &str| CredentialKey::IrsaClass {
+            namespace: ns.into(),
+            service_account: sa.into(),
+            role: role.into(),
+        };
+        let token = |t: u8| CredentialKey::IrsaToken {
+            namespace: "ns".into(),
+            service_account: "sa".into(),
+            role: "r".into(),
+            token: [t; 32],
+        };
+        let keys = [
+            class("ns", "sa", "r"),
+            class("ns", "sa", "other"),
+            class("other", "sa", "r"),
+            class("ns", "other", "r"),
+            // Field boundaries are part of the digest: "ns"+"sa" is not "n"+"ssa".
+            class("n", "ssa", "r"),
+            token(1),
+            token(2),
+            CredentialKey::PodIdentity {
+                namespace: "ns".into(),
+                service_account: "sa".into(),
+                token: [1; 32],
+            },
+            CredentialKey::Chained { base: "b".into(), role: "r".into(), external_id: None },
+            CredentialKey::Chained { base: "b".into(), role: "r".into(), external_id: Some(String::new()) },
+            CredentialKey::Chained { base: "c".into(), role: "r".into(), external_id: None },
+        ];
+        let names: std::collections::HashSet<Arc<str>> = keys.iter().map(CredentialKey::name).collect();
+        assert_eq!(names.len(), keys.len(), "every key names its own identity");
+        assert_eq!(class("ns", "sa", "r").name(), class("ns", "sa", "r").name(), "and names are stable");
+    }
 }

@@ -24,9 +24,20 @@ pub fn token_for(tokens: Option<&SecretString>, audience: &str) -> Result<Secret
     let Some(tokens) = tokens.filter(|t| !t.expose().trim().is_empty()) else {
         return Err(IdentityError::NoTokens);
     };
-    // serde_json's messages quote no input, so they are safe to show.
-    let mut map: BTreeMap<String, TokenEntry> =
-        serde_json::from_str(tokens.expose()).map_err(|e| IdentityError::BadTokens(e.to_string()))?;
+    // serde's messages quote the input (a token, here): describe the problem by position only.
+    let mut map: BTreeMap<String, TokenEntry> = serde_json::from_str(tokens.expose()).map_err(|e| {
+        let problem = match e.classify() {
+            serde_json::error::Category::Data => "an entry is not {\"token\": \"...\", ...}",
+            serde_json::error::Category::Eof => "it ends early",
+            _ => "it is not JSON",
+        };
+        IdentityError::BadTokens(format!(
+            "{problem} (line {}, column {}); expected {{\"<audience>\": {{\"token\": \"...\", \
+             \"expirationTimestamp\": \"...\"}}}}",
+            e.line(),
+            e.column()
+        ))
+    })?;
     match map.remove(audience) {
         Some(entry) if !entry.token.expose().is_empty() => Ok(entry.token),
         _ => Err(IdentityError::NoTokenForAudience(audience.to_owned())),
@@ -51,13 +62,20 @@ mod tests {
 
     #[test]
     fn missing_or_bad_tokens_say_to_configure_token_requests() {
-        let cases: [(Option<&str>, &str); 6] = [
+        let cases: [(Option<&str>, &str); 10] = [
             (None, "tokenRequests"),
             (Some(""), "tokenRequests"),
             (Some("{}"), "\"sts.amazonaws.com\""),
             (Some(r#"{"sts.amazonaws.com":{"token":""}}"#), "\"sts.amazonaws.com\""),
             (Some(r#"{"other":{"token":"x"}}"#), "tokenRequests"),
             (Some("not json secret-token-value"), "not the driver's JSON"),
+            (Some(r#"{"sts.amazonaws.com": "secret-token-value"}"#), "is not {\"token\""),
+            (
+                Some(r#"{"sts.amazonaws.com": {"token": 7, "x": "secret-token-value"}}"#),
+                "not the driver's JSON",
+            ),
+            (Some(r#"["secret-token-value"]"#), "not the driver's JSON"),
+            (Some(r#"{"sts.amazonaws.com": {"token": "secret-token-value""#), "ends early"),
         ];
         for (input, want) in cases {
             let input = input.map(tokens);

@@ -3,6 +3,8 @@
 //! latency-adding TCP proxy.
 #![allow(dead_code)]
 
+pub mod tokens;
+
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,15 +15,14 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use csi_provider_aws::aws::shared::{CacheSettings, SharedStore, SharingStats};
-use csi_provider_aws::aws::sts_config;
-use csi_provider_aws::aws::{AwsSettings, AwsStore, load_sdk_config};
-use csi_provider_aws::identity::{PodCredentials, PodIdentityAgent, ProviderCredentials};
-use csi_provider_aws::kube::{ClusterLookup, KubeLookup, KubeSource};
+use csi_provider_aws::aws::AwsSettings;
+use csi_provider_aws::aws::shared::{CacheSettings, SharingStats};
+use csi_provider_aws::kube::KubeSource;
 use csi_provider_aws::metrics::Metrics;
-use csi_provider_aws::mount::{MountSettings, Mounter};
+use csi_provider_aws::mount::MountSettings;
 use csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use csi_provider_aws::proto::{MountRequest, MountResponse};
+use csi_provider_aws::provider;
 use csi_provider_aws::server;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -146,6 +147,8 @@ pub struct Options {
     pub mount_timeout: Duration,
     pub max_mount_bytes: usize,
     pub max_objects: usize,
+    /// Let verified replicas share their service account's IRSA identity.
+    pub share_irsa: bool,
 }
 
 impl Default for Options {
@@ -164,6 +167,7 @@ impl Default for Options {
             mount_timeout: Duration::from_secs(30),
             max_mount_bytes: MountSettings::default().max_response_bytes,
             max_objects: MountSettings::default().max_objects,
+            share_irsa: true,
         }
     }
 }
@@ -185,26 +189,6 @@ pub struct Provider {
 
 impl Provider {
     pub async fn start(options: Options) -> Self {
-        let settings = AwsSettings {
-            endpoint_url: Some(options.endpoint.clone().unwrap_or_else(|| moto_url().to_owned())),
-            call_timeout: options.call_timeout,
-            attempt_timeout: options.call_timeout.min(Duration::from_secs(5)),
-            ..AwsSettings::default()
-        };
-        let sdk = load_sdk_config(&settings).await;
-        let metrics = Arc::new(Metrics::new());
-        let aws = AwsStore::new(sdk.clone(), 64, metrics.clone());
-        let cache = CacheSettings { ttl: options.cache_ttl, ..CacheSettings::default() };
-        let store = Arc::new(SharedStore::new(Arc::new(aws), cache).with_metrics(metrics.clone()));
-        let sharing = store.stats.clone();
-        let mount_settings = MountSettings {
-            driver_writes_secrets: options.driver_writes_secrets,
-            default_region: options.default_region.clone(),
-            timeout: options.mount_timeout,
-            max_response_bytes: options.max_mount_bytes,
-            max_objects: options.max_objects,
-            ..MountSettings::default()
-        };
         let (kube, kubeconfig) = match &options.kubeconfig {
             Some(path) => (None, path.clone()),
             None => {
@@ -213,18 +197,39 @@ impl Provider {
                 (Some(kube), path)
             }
         };
-        let cluster: Arc<dyn ClusterLookup> =
-            Arc::new(KubeLookup::new(KubeSource::Kubeconfig(kubeconfig), 100, 100, metrics.clone()));
-        let credentials: Arc<dyn csi_provider_aws::identity::CredentialSource> =
-            if options.provider_credentials {
-                Arc::new(ProviderCredentials(Some(test_credentials())))
+        let settings = provider::Settings {
+            aws: AwsSettings {
+                endpoint_url: Some(options.endpoint.clone().unwrap_or_else(|| moto_url().to_owned())),
+                call_timeout: options.call_timeout,
+                attempt_timeout: options.call_timeout.min(Duration::from_secs(5)),
+                ..AwsSettings::default()
+            },
+            mount: MountSettings {
+                driver_writes_secrets: options.driver_writes_secrets,
+                default_region: options.default_region.clone(),
+                timeout: options.mount_timeout,
+                max_response_bytes: options.max_mount_bytes,
+                max_objects: options.max_objects,
+                ..MountSettings::default()
+            },
+            cache: CacheSettings { ttl: options.cache_ttl, ..CacheSettings::default() },
+            max_aws_requests: 64,
+            kube: KubeSource::Kubeconfig(kubeconfig),
+            kube_qps: 100,
+            kube_burst: 100,
+            identity: if options.provider_credentials {
+                provider::IdentityMode::Fixed(test_credentials())
             } else {
-                let agent =
-                    PodIdentityAgent::new(&options.agent_ipv4, &options.agent_ipv6, options.agent_timeout)
-                        .unwrap();
-                Arc::new(PodCredentials::new(sts_config(&sdk), cluster.clone(), agent, metrics.clone()))
-            };
-        let mounter = Arc::new(Mounter::new(mount_settings, store, credentials, Some(cluster)));
+                provider::IdentityMode::Pods {
+                    agent_ipv4: options.agent_ipv4.clone(),
+                    agent_ipv6: options.agent_ipv6.clone(),
+                    agent_timeout: options.agent_timeout,
+                    share_irsa: options.share_irsa,
+                }
+            },
+        };
+        let built = provider::build(settings).await.unwrap();
+        let (mounter, metrics, sharing) = (built.mounter, built.metrics, built.sharing);
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("aws.sock");
         let listener = server::bind(&socket).unwrap();
@@ -625,13 +630,24 @@ impl FakeHttp {
         self.requests.lock().unwrap().push(recorded);
         let delay = *self.delay.lock().unwrap();
         tokio::time::sleep(delay).await;
-        let (status, body) = self
+        let (status, mut body) = self
             .routes
             .lock()
             .unwrap()
             .get(req.uri().path())
             .cloned()
             .unwrap_or((404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"not found","reason":"NotFound","code":404}"#.into()));
+        // As an API server does: a metadata-only GET gets the object's PartialObjectMetadata.
+        let accept = req.headers().get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if status == 200 && accept.contains("as=PartialObjectMetadata") {
+            if let Ok(object) = serde_json::from_str::<serde_json::Value>(&body) {
+                body = serde_json::json!({
+                    "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                    "metadata": object["metadata"],
+                })
+                .to_string();
+            }
+        }
         hyper::Response::builder()
             .status(status)
             .header("content-type", "application/json")
@@ -701,7 +717,11 @@ impl FakeKube {
         };
         let body = serde_json::json!({
             "apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+            "metadata": {
+                "name": name, "namespace": namespace, "annotations": annotations,
+                "uid": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "resourceVersion": "48213",
+                "creationTimestamp": "2026-11-02T09:14:27Z",
+            },
         });
         self.http.route(
             &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}"),
@@ -711,17 +731,53 @@ impl FakeKube {
     }
 
     pub fn pod(&self, namespace: &str, name: &str, node: &str) {
-        // Deliberately minimal: only the field the provider reads.
-        let body = serde_json::json!({"spec": {"nodeName": node}});
+        let body = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": name, "namespace": namespace, "uid": "0b1e6a9c-9d0d-4d53-a0f6-b3b5a6b0b001",
+                "resourceVersion": "51877", "creationTimestamp": "2026-11-02T09:20:03Z",
+                "labels": {"app": "web", "pod-template-hash": "7d9f8c6b5d"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8c6b5d",
+                                     "uid": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d", "controller": true, "blockOwnerDeletion": true}],
+            },
+            "spec": {
+                "nodeName": node, "serviceAccountName": "web", "restartPolicy": "Always",
+                "containers": [{"name": "web", "image": "public.ecr.aws/nginx/nginx:1.27",
+                                "volumeMounts": [{"name": "secrets", "mountPath": "/mnt/secrets", "readOnly": true}]}],
+                "volumes": [{"name": "secrets", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true,
+                             "volumeAttributes": {"secretProviderClass": "web-secrets"}}}],
+            },
+            "status": {"phase": "Pending", "qosClass": "BestEffort"},
+        });
         self.http.route(&format!("/api/v1/namespaces/{namespace}/pods/{name}"), 200, &body.to_string());
     }
 
     pub fn node(&self, name: &str, region: Option<&str>) {
-        let labels = match region {
-            Some(region) => serde_json::json!({"topology.kubernetes.io/region": region}),
-            None => serde_json::json!({}),
-        };
-        let body = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}});
+        let mut labels = serde_json::json!({
+            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+            "node.kubernetes.io/instance-type": "m7i.large",
+        });
+        if let Some(region) = region {
+            labels["topology.kubernetes.io/region"] = region.into();
+            labels["topology.kubernetes.io/zone"] = format!("{region}a").into();
+        }
+        let body = serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": labels, "uid": "5f0d6a0e-1b8c-4c77-8c8b-0d8e8d2e6a01",
+                         "resourceVersion": "50012", "creationTimestamp": "2026-11-01T07:00:00Z"},
+            "spec": {"providerID": format!("aws:///us-east-1a/i-0123456789abcdef0")},
+            "status": {"nodeInfo": {"kubeletVersion": "v1.33.5-eks-113cf36", "architecture": "amd64",
+                                    "operatingSystem": "linux", "osImage": "Amazon Linux 2023",
+                                    "kernelVersion": "6.1.155", "containerRuntimeVersion": "containerd://1.7.27",
+                                    "kubeProxyVersion": "v1.33.5", "machineID": "ec2", "systemUUID": "ec2", "bootID": "b"}},
+        });
         self.http.route(&format!("/api/v1/nodes/{name}"), 200, &body.to_string());
+    }
+
+    /// Serves service-account issuer discovery for `keys` (as the API server does for the
+    /// built-in system:service-account-issuer-discovery role).
+    pub fn issuer(&self, keys: &[&tokens::SigningKey]) {
+        self.http.route("/.well-known/openid-configuration", 200, &tokens::openid_configuration());
+        self.http.route("/openid/v1/jwks", 200, &tokens::jwks(keys));
     }
 }

@@ -1,0 +1,113 @@
+//! The composition root: builds the provider's object graph (AWS clients, shared store and
+//! value cache, Kubernetes lookups, token verifier, credentials, mounter) from settings, in
+//! one place used by the binary, the integration tests and the benchmark.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::aws::shared::{CacheSettings, SharedStore, SharingStats};
+use crate::aws::{AwsSettings, AwsStore, load_sdk_config, sts_config};
+use crate::cli::ServeArgs;
+use crate::identity::{
+    CredentialSource, PodCredentials, PodIdentityAgent, ProviderCredentials, TokenVerifier,
+};
+use crate::kube::{ClusterLookup, KubeLookup, KubeSource};
+use crate::metrics::Metrics;
+use crate::mount::{MountSettings, Mounter};
+
+/// Whose AWS identity mounts use.
+#[derive(Clone)]
+pub enum IdentityMode {
+    /// Each pod's own (IRSA or EKS Pod Identity): what the provider does.
+    Pods {
+        agent_ipv4: String,
+        agent_ipv6: String,
+        agent_timeout: Duration,
+        /// Replicas whose tokens verify share their service account's IRSA identity.
+        share_irsa: bool,
+    },
+    /// Fixed credentials whatever the pod: single-tenant setups and tests only.
+    Fixed(SharedCredentialsProvider),
+}
+
+/// Everything the object graph is built from.
+#[derive(Clone)]
+pub struct Settings {
+    pub aws: AwsSettings,
+    pub mount: MountSettings,
+    pub cache: CacheSettings,
+    /// AWS requests in flight at once across all mounts.
+    pub max_aws_requests: usize,
+    pub kube: KubeSource,
+    pub kube_qps: u32,
+    pub kube_burst: u32,
+    pub identity: IdentityMode,
+}
+
+impl Settings {
+    /// The settings the provider's flags and environment (`AWS_REGION`) ask for.
+    pub fn from_args(args: &ServeArgs) -> Self {
+        Self {
+            aws: AwsSettings {
+                app_version: Some(args.eks_addon_version.clone()).filter(|v| !v.is_empty()),
+                call_timeout: args.aws_timeout,
+                ..AwsSettings::default()
+            },
+            mount: MountSettings {
+                driver_writes_secrets: args.driver_writes_secrets,
+                default_region: std::env::var("AWS_REGION").ok().filter(|r| !r.trim().is_empty()),
+                max_objects: args.max_objects,
+                max_response_bytes: usize::try_from(args.max_mount_bytes).unwrap_or(usize::MAX),
+                timeout: args.mount_timeout,
+                max_concurrent: args.max_concurrent_mounts,
+            },
+            cache: CacheSettings { ttl: args.cache_ttl, ..CacheSettings::default() },
+            max_aws_requests: args.max_aws_requests,
+            kube: KubeSource::Infer,
+            kube_qps: args.qps,
+            kube_burst: args.burst,
+            identity: IdentityMode::Pods {
+                agent_ipv4: args.pod_identity_agent_ipv4_endpoint.clone(),
+                agent_ipv6: args.pod_identity_agent_ipv6_endpoint.clone(),
+                agent_timeout: args
+                    .pod_identity_http_timeout
+                    .and_then(|t| t.0)
+                    .unwrap_or(Duration::from_secs(1)),
+                share_irsa: args.share_irsa_identity,
+            },
+        }
+    }
+}
+
+/// The built provider: what the server serves and what operators and tests observe.
+pub struct Provider {
+    pub mounter: Arc<Mounter>,
+    pub metrics: Arc<Metrics>,
+    /// How many objects were fetched, joined in flight or served from the cache.
+    pub sharing: Arc<SharingStats>,
+}
+
+/// Builds the object graph. Fails only on unusable settings (an agent URL that is not
+/// `http://`); nothing here needs AWS or the API server to be reachable.
+pub async fn build(settings: Settings) -> Result<Provider, String> {
+    let sdk = load_sdk_config(&settings.aws).await;
+    let metrics = Arc::new(Metrics::new());
+    let aws = AwsStore::new(sdk.clone(), settings.max_aws_requests, metrics.clone());
+    let store = SharedStore::new(Arc::new(aws), settings.cache).with_metrics(metrics.clone());
+    let sharing = store.stats.clone();
+    // Created lazily: start-up never needs a reachable API server.
+    let cluster: Arc<dyn ClusterLookup> =
+        Arc::new(KubeLookup::new(settings.kube, settings.kube_qps, settings.kube_burst, metrics.clone()));
+    let credentials: Arc<dyn CredentialSource> = match settings.identity {
+        IdentityMode::Pods { agent_ipv4, agent_ipv6, agent_timeout, share_irsa } => {
+            let agent = PodIdentityAgent::new(&agent_ipv4, &agent_ipv6, agent_timeout)?;
+            let verifier = TokenVerifier::new(share_irsa.then(|| cluster.clone()));
+            Arc::new(PodCredentials::new(sts_config(&sdk), cluster.clone(), agent, verifier, metrics.clone()))
+        }
+        IdentityMode::Fixed(credentials) => Arc::new(ProviderCredentials(Some(credentials))),
+    };
+    let mounter = Arc::new(Mounter::new(settings.mount, Arc::new(store), credentials, Some(cluster)));
+    Ok(Provider { mounter, metrics, sharing })
+}
