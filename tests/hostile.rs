@@ -157,7 +157,7 @@ struct Binary {
 impl Binary {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        Self::start_with(Command::new(env!("CARGO_BIN_EXE_csi-provider-aws")), dir, args, env)
+        Self::start_with(provider_command(), dir, args, env)
     }
 
     fn start_with(mut command: Command, dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Self {
@@ -356,4 +356,363 @@ fn excerpt(log: &str, needle: &str) -> String {
     let at = log.find(needle).unwrap_or(0);
     let start = log[..at].char_indices().rev().nth(400).map_or(0, |(i, _)| i);
     log[start..].chars().take(900).collect()
+}
+
+// ---- raw HTTP/2 over the socket, as a hostile client writes it ----
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const SETTINGS: u8 = 0x4;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.extend([kind, flags]);
+    out.extend(stream_id.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An HPACK integer with an N-bit prefix (RFC 7541 §5.1); `first` holds the pattern bits.
+fn hpack_integer(out: &mut Vec<u8>, first: u8, prefix_bits: u8, value: usize) {
+    let max = (1usize << prefix_bits) - 1;
+    if value < max {
+        out.push(first | value as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    let mut rest = value - max;
+    while rest >= 0x80 {
+        out.push((rest & 0x7f) as u8 | 0x80);
+        rest >>= 7;
+    }
+    out.push(rest as u8);
+}
+
+/// A header block of literals; `indexed` ones also enter the client's dynamic table.
+fn header_block(fields: &[(&str, &str)], indexed: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(if indexed { 0x40 } else { 0x00 });
+        for s in [name, value] {
+            hpack_integer(&mut out, 0, 7, s.len());
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    out
+}
+
+/// The request headers of a gRPC call of `method` with the given authority.
+fn grpc_request(method: &str, authority: &str) -> Vec<u8> {
+    let path = format!("/v1alpha1.CSIDriverProvider/{method}");
+    header_block(
+        &[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", &path),
+            (":authority", authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ],
+        false,
+    )
+}
+
+/// Connects, sends the preface and empty SETTINGS, and drains what the server sends (so it
+/// never blocks writing to us) until it closes; the returned receiver reports how many
+/// bytes arrived and when the server closed.
+async fn raw_connection(
+    socket: &Path,
+) -> (tokio::net::unix::OwnedWriteHalf, tokio::sync::oneshot::Receiver<usize>) {
+    let stream = UnixStream::connect(socket).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    write.write_all(&[PREFACE, &frame(SETTINGS, 0, 0, &[])].concat()).await.unwrap();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut buf = vec![0; 64 * 1024];
+        let mut total = 0;
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        let _ = closed_tx.send(total);
+    });
+    (write, closed)
+}
+
+/// Calls Version over a fresh connection repeatedly while `attack` runs; returns the
+/// attack's output and the slowest call.
+async fn served_meanwhile<T>(socket: &Path, attack: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let mut client = CsiDriverProviderClient::new(channel(socket).await);
+    let stop = tokio_util_stop();
+    let stop_probe = stop.clone();
+    let probe = tokio::spawn(async move {
+        let mut slowest = Duration::ZERO;
+        while !stop_probe.load(std::sync::atomic::Ordering::SeqCst) {
+            let started = Instant::now();
+            let answer = tokio::time::timeout(
+                Duration::from_secs(10),
+                client.version(VersionRequest { version: "v1alpha1".into() }),
+            )
+            .await;
+            assert!(matches!(answer, Ok(Ok(_))), "Version failed under attack: {answer:?}");
+            slowest = slowest.max(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        slowest
+    });
+    let out = attack.await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    (out, probe.await.unwrap())
+}
+
+fn tokio_util_stop() -> Arc<std::sync::atomic::AtomicBool> {
+    Arc::new(std::sync::atomic::AtomicBool::new(false))
+}
+
+/// The provider binary to attack: this build, or `HOSTILE_PROVIDER_BIN` (to measure
+/// another build the same way).
+fn provider_command() -> Command {
+    let other = std::env::var("HOSTILE_PROVIDER_BIN").ok().filter(|bin| !bin.is_empty());
+    Command::new(other.unwrap_or_else(|| env!("CARGO_BIN_EXE_csi-provider-aws").into()))
+}
+
+fn start_provider(args: &[&str]) -> Binary {
+    Binary::start_with(provider_command(), tempfile::tempdir().unwrap(), args, &[])
+}
+
+async fn idle_rss(binary: &Binary) -> u64 {
+    let mut client = binary.client().await;
+    for _ in 0..20 {
+        client.version(VersionRequest { version: "v1alpha1".into() }).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    binary.usage().0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_on_one_connection_are_bounded() {
+    let binary = start_provider(&[]);
+    let idle = idle_rss(&binary).await;
+    let (cpu_before, socket) = (binary.usage().1, binary.socket());
+    let attack = async {
+        let (mut write, closed) = raw_connection(&socket).await;
+        // Mount calls that never send their body: each holds a stream open.
+        let block = grpc_request("Mount", "localhost");
+        let mut peak = 0;
+        for batch in 0..40u32 {
+            let mut burst = Vec::new();
+            for i in 0..1000u32 {
+                burst.extend(frame(HEADERS, END_HEADERS, 2 * (batch * 1000 + i) + 1, &block));
+            }
+            if write.write_all(&burst).await.is_err() {
+                break; // the server gave up on us
+            }
+            peak = peak.max(binary.usage().0);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak = peak.max(binary.usage().0);
+        drop(write);
+        let _ = tokio::time::timeout(Duration::from_secs(10), closed).await;
+        peak
+    };
+    let (peak, slowest) = served_meanwhile(&socket, attack).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (after, cpu_after) = binary.usage();
+    eprintln!(
+        "40k streams on one connection: idle RSS {idle} KiB, peak {peak} KiB, after close {after} KiB, \
+         CPU {:.2} s, slowest Version meanwhile {slowest:?}",
+        cpu_after - cpu_before
+    );
+    assert!(peak < idle + 64 * 1024, "RSS grew from {idle} to {peak} KiB");
+    assert!(after < idle + 64 * 1024, "RSS stayed at {after} KiB after the connection closed");
+    assert!(slowest < Duration::from_secs(2), "other clients waited {slowest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpack_bomb_fails_its_connection_quickly() {
+    let binary = start_provider(&[]);
+    let idle = idle_rss(&binary).await;
+    let (cpu_before, socket) = (binary.usage().1, binary.socket());
+    let attack = async {
+        let (mut write, closed) = raw_connection(&socket).await;
+        // One 4000-byte table entry, then a block of a million one-byte references to it,
+        // just under the shim's old 1 MiB cap.
+        let entry = header_block(&[("x-bomb", &"b".repeat(4000))], true);
+        let mut bytes = frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &[grpc_request("Version", "localhost"), entry].concat(),
+        );
+        let bomb = vec![0x80 | 62; (1 << 20) - 4096];
+        let mut chunks = bomb.chunks(16_384).peekable();
+        bytes.extend(frame(HEADERS, 0, 3, chunks.next().unwrap_or_default()));
+        while let Some(chunk) = chunks.next() {
+            let flags = if chunks.peek().is_none() { END_HEADERS } else { 0 };
+            bytes.extend(frame(CONTINUATION, flags, 3, chunk));
+        }
+        let started = Instant::now();
+        // The server must stop reading once the block passes its cap: far less than the
+        // megabyte plus what the socket buffers, so the write fails.
+        let wrote_all = write.write_all(&bytes).await.is_ok();
+        let closed = tokio::time::timeout(Duration::from_secs(30), closed).await;
+        assert!(closed.is_ok(), "the server kept the bomb's connection open");
+        (started.elapsed(), wrote_all)
+    };
+    let ((closed_after, wrote_all), slowest) = served_meanwhile(&socket, attack).await;
+    let (rss, cpu_after) = binary.usage();
+    let cpu = cpu_after - cpu_before;
+    eprintln!(
+        "HPACK bomb: connection closed after {closed_after:?}, provider CPU {cpu:.2} s, RSS {idle} -> {rss} KiB, \
+         slowest Version meanwhile {slowest:?}"
+    );
+    assert!(!wrote_all, "the server read the whole bomb before refusing it");
+    assert!(cpu < 1.0, "the bomb cost {cpu:.2} s of CPU");
+    assert!(slowest < Duration::from_secs(2), "other clients waited {slowest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_driver_requests_are_counted_and_localhost_ones_are_not() {
+    let binary = start_provider(&[]);
+    let rewrites = |binary: &Binary| {
+        let body = http_get(&binary.metrics, "/metrics").1;
+        body.lines()
+            .find(|l| l.starts_with("csi_provider_aws_authority_rewrites_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(rewrites(&binary), Some(0.0));
+    let socket = binary.socket();
+    let socket_path = socket.display().to_string();
+    for (authority, want) in [("localhost", 0.0), (socket_path.as_str(), 1.0), (socket_path.as_str(), 2.0)] {
+        let (mut write, closed) = raw_connection(&socket).await;
+        let mut bytes = frame(HEADERS, END_HEADERS, 1, &grpc_request("Version", authority));
+        bytes.extend(frame(DATA, END_STREAM, 1, &[0, 0, 0, 0, 0]));
+        write.write_all(&bytes).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(write);
+        let received = tokio::time::timeout(Duration::from_secs(5), closed).await.unwrap().unwrap_or(0);
+        assert!(received > 20, "{authority}: the server answered");
+        assert_eq!(rewrites(&binary), Some(want), "{authority}");
+    }
+}
+
+/// GET `path` from the metrics listener: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[test]
+fn a_slowloris_on_the_metrics_port_is_cut_off_while_probes_are_served() {
+    let binary = Binary::start(&[], &[]);
+    let addr = binary.metrics.clone();
+    // Half-sent requests that never end.
+    let mut slow: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        assert_eq!(http_get(&addr, "/healthz").0, 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    // Each trickles on; the server must still drop them (header read timeout).
+    let started = Instant::now();
+    let mut open = slow.len();
+    while open > 0 && started.elapsed() < Duration::from_secs(15) {
+        open = 0;
+        for s in &mut slow {
+            s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+            let _ = s.write_all(b"a");
+            let mut buf = [0; 256];
+            match s.read(&mut buf) {
+                Ok(0) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    open += 1
+                }
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "metrics slowloris: slowest /healthz meanwhile {slowest:?}; half-sent requests cut after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(open, 0, "{open} half-sent requests still held open after {:?}", started.elapsed());
+    assert!(slowest < Duration::from_secs(2), "/healthz waited {slowest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_do_not_hold_shutdown() {
+    let mut binary = start_provider(&[]);
+    let socket = binary.socket();
+    // A client that connects and says nothing; one that did the handshake and then stops
+    // reading (so it never answers the shutdown PING); an idle, well-behaved gRPC client.
+    let _silent = UnixStream::connect(&socket).await.unwrap();
+    let (_mute, _) = raw_connection(&socket).await;
+    let mut idle = binary.client().await;
+    idle.version(VersionRequest { version: "v1alpha1".into() }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    binary.terminate();
+    let status = binary.wait(Duration::from_secs(40));
+    let took = started.elapsed();
+    eprintln!("shutdown with idle connections took {took:?}");
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(took < Duration::from_secs(5), "idle connections held shutdown for {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_descriptor_limit_accept_backs_off_instead_of_spinning() {
+    // The provider with a small open-file limit, then more connections than it can take.
+    let mut command = Command::new("sh");
+    let bin = provider_command().get_program().to_owned();
+    command.arg("-c").arg("ulimit -n 48 && exec \"$0\" \"$@\"").arg(bin);
+    let binary = Binary::start_with(command, tempfile::tempdir().unwrap(), &[], &[]);
+    let socket = binary.socket();
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        held.push(UnixStream::connect(&socket).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_before = binary.usage().1;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu = binary.usage().1 - cpu_before;
+    drop(held);
+    // Once descriptors are free again, clients are served.
+    let started = Instant::now();
+    let mut client = tokio::time::timeout(Duration::from_secs(10), binary.client()).await.expect("connects");
+    client.version(VersionRequest { version: "v1alpha1".into() }).await.unwrap();
+    let recovered = started.elapsed();
+    let log = binary.log();
+    let warnings = log.lines().filter(|l| l.contains("cannot accept connections")).count();
+    eprintln!(
+        "at the fd limit: {cpu:.2} s CPU in 2 s; served again after {recovered:?}; {warnings} warnings"
+    );
+    assert!(cpu < 0.5, "the accept loop used {cpu:.2} s of CPU in 2 s");
+    assert!(log.contains("open-file limit"), "the failure is logged: {log}");
+    assert!(warnings <= 2, "{warnings} warnings: not rate limited");
+    assert!(recovered < Duration::from_secs(5), "served again only after {recovered:?}");
 }
