@@ -171,19 +171,22 @@ pub async fn run(
     let mut backoff = AcceptBackoff::new("socket");
     metrics.set_ready(true);
     tracing::info!(socket = %path.display(), "serving the CSI driver");
-    while !stop_at_once {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    backoff.succeeded();
-                    let connection = Connection { routes: routes.clone(), h2: h2.clone(), shim: shim.clone() };
-                    connections.spawn(connection.serve(stream, draining.clone()));
-                }
-                Err(e) => backoff.failed(&e).await,
-            },
-            // Reap finished connections, so the set holds only live ones.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+    // (`shutdown` may not be polled again once it has completed.)
+    if !stop_at_once {
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        backoff.succeeded();
+                        let connection = Connection { routes: routes.clone(), h2: h2.clone(), shim: shim.clone() };
+                        connections.spawn(connection.serve(stream, draining.clone()));
+                    }
+                    Err(e) => backoff.failed(&e).await,
+                },
+                // Reap finished connections, so the set holds only live ones.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
         }
     }
 
