@@ -716,3 +716,30 @@ async fn at_the_descriptor_limit_accept_backs_off_instead_of_spinning() {
     assert!(warnings <= 2, "{warnings} warnings: not rate limited");
     assert!(recovered < Duration::from_secs(5), "served again only after {recovered:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_drivers_4_mib_is_refused_even_with_small_contents() {
+    let (fake, addr) = FakeAws::start().await;
+    let kube = FakeKube::start().await;
+    let kubeconfig = kube.kubeconfig.display().to_string();
+    let endpoint = format!("http://{addr}");
+    let binary = Binary::start(
+        &["--driver-writes-secrets"],
+        &[("KUBECONFIG", &kubeconfig), ("AWS_ENDPOINT_URL", &endpoint)],
+    );
+    let secret = serde_json::json!({"Name": "s", "VersionId": "v-1", "SecretString": "{\"k\":\"v\"}"});
+    fake.set("GetSecretValue", "*", (200, CONTENT_JSON, secret.to_string()));
+    // 8200 one-byte files with 255-byte names: ~8 KB of contents, but each name is sent
+    // twice (file path and object version id), over 4 MiB in all.
+    let mut objects =
+        String::from("- objectName: s\n  objectType: secretsmanager\n  objectAlias: whole\n  jmesPath:\n");
+    for i in 0..8200 {
+        objects.push_str(&format!("    - {{path: k, objectAlias: f{i:05}{}}}\n", "x".repeat(249)));
+    }
+    let mut client = binary.client().await.max_decoding_message_size(64 * 1024 * 1024);
+    let request = request_for(&kube, "big", &[("region", "us-east-1"), ("objects", &objects)]);
+    let err = client.mount(request).await.expect_err("the response is over 4 MiB");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("over the CSI driver's limit of 4194304 bytes"), "{}", err.message());
+    assert!(err.message().contains("file names and object versions all count"), "{}", err.message());
+}
