@@ -73,6 +73,7 @@ pub struct Metrics {
     kube_requests: Family<KubeLabels, Counter>,
     object_fetches: Family<SourceLabels, Counter>,
     token_verifications: Family<OutcomeLabels, Counter>,
+    authority_rewrites: Counter,
     ready: AtomicBool,
 }
 
@@ -134,6 +135,13 @@ impl Metrics {
              account's identity) or why not (exchanged alone)",
             token_verifications.clone(),
         );
+        let authority_rewrites = Counter::default();
+        registry.register(
+            "authority_rewrites",
+            "Requests whose :authority (a socket path, sent by CSI drivers <= v1.5.x) was rewritten \
+             to localhost; 0 for long means no old driver is left",
+            authority_rewrites.clone(),
+        );
         Self {
             registry,
             token_verifications,
@@ -145,6 +153,7 @@ impl Metrics {
             credentials,
             kube_requests,
             object_fetches,
+            authority_rewrites,
             ready: AtomicBool::new(false),
         }
     }
@@ -183,6 +192,11 @@ impl Metrics {
         if count > 0 {
             self.object_fetches.get_or_create(&SourceLabels { source }).inc_by(count);
         }
+    }
+
+    /// Counts one request from an old driver whose `:authority` was rewritten.
+    pub fn authority_rewritten(&self) {
+        self.authority_rewrites.inc();
     }
 
     /// Counts a mount as in flight until the guard drops.
@@ -232,19 +246,46 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// Most metrics connections served at once; more wait in the listen backlog. Scrapers and
+/// probes need a handful: this bounds what a flood of connections can hold.
+const MAX_CONNECTIONS: usize = 64;
+/// A client must send its request head within this, and an idle keep-alive connection is
+/// closed after it: a half-sent request (slowloris) cannot hold a connection.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// Everything one connection may take, responses included (a client that stops reading).
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+/// hyper's smallest read buffer: a request here is a one-line GET.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
 /// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD);
+    let mut backoff = crate::server::AcceptBackoff::new("metrics");
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        // A slot first: at the limit, connections wait unaccepted instead of piling up.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                backoff.failed(&e).await;
+                continue;
+            }
+        };
+        backoff.succeeded();
         let metrics = metrics.clone();
+        let http = http.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let metrics = metrics.clone();
                 async move { Ok::<_, Infallible>(respond(&req, &metrics)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
         });
     }
 }

@@ -3,7 +3,6 @@
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::class::ObjectType;
@@ -93,16 +92,31 @@ const THROTTLING_CODES: &[&str] = &[
     "EC2ThrottledException",
 ];
 
-/// Classifies an SDK error into (class, AWS code, message without values).
+/// Most characters of AWS's own error message that reach a status or a log line.
+const MAX_AWS_MESSAGE_CHARS: usize = 200;
+
+/// Classifies an SDK error into (class, AWS code, message).
+///
+/// The one redaction rule for SDK errors crossing our boundary: the message is our own,
+/// built from the AWS error code, the HTTP status and fixed text — never the SDK error's
+/// `Display`/`Debug`, which carry the raw response body (a Parameter Store answer the SDK
+/// cannot read holds the decrypted value) or the request. The only text taken from AWS is a
+/// service error's message, which says what to fix ("Secrets Manager can't find the
+/// specified secret."), capped and stripped to printable characters.
 pub fn classify<E>(err: &SdkError<E, HttpResponse>) -> (ErrorClass, Option<String>, String)
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match err {
+        // A success status with an error means the SDK could not read the answer (broken
+        // JSON or XML, an HTML page, a field of the wrong type): AWS's fault, or a proxy's,
+        // like a 5xx — worth a retry and a failover, not a "fix your class".
+        SdkError::ServiceError(service) if service.raw().status().is_success() => {
+            (ErrorClass::Server, None, malformed(service.raw().status().as_u16()))
+        }
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
-            let code = service.err().code().map(str::to_owned);
-            let message = service.err().message().unwrap_or("no message").to_owned();
+            let code = service.err().code().map(sanitize).filter(|c| !c.is_empty());
             let class = if code.as_deref().is_some_and(|c| THROTTLING_CODES.contains(&c)) || status == 429 {
                 ErrorClass::Throttled
             } else if status >= 500 {
@@ -110,25 +124,73 @@ where
             } else {
                 ErrorClass::Client
             };
-            let text = match &code {
-                Some(code) => format!("{code} (HTTP {status}): {message}"),
-                None => format!("HTTP {status}: {message}"),
+            let text = match (&code, service.err().message().map(sanitize)) {
+                (Some(code), Some(message)) if !message.is_empty() => {
+                    format!("{code} (HTTP {status}): {message}")
+                }
+                (Some(code), _) => format!("{code} (HTTP {status})"),
+                // No AWS error in the body: not AWS's answer as such (a proxy's page, a
+                // truncated body). Its class follows the status.
+                (None, _) => format!("HTTP {status} without an AWS error code (an unreadable error answer)"),
             };
             (class, code, text)
         }
+        SdkError::ResponseError(response) => {
+            (ErrorClass::Server, None, malformed(response.raw().status().as_u16()))
+        }
         SdkError::TimeoutError(_) => (ErrorClass::Timeout, None, "the request timed out".to_owned()),
         SdkError::DispatchFailure(failure) => {
-            let class = if failure.is_timeout() { ErrorClass::Timeout } else { ErrorClass::Network };
-            let text = format!("could not reach AWS: {}", DisplayErrorContext(err));
-            (class, None, text)
-        }
-        SdkError::ResponseError(_) => {
-            (ErrorClass::Server, None, format!("unreadable response from AWS: {}", DisplayErrorContext(err)))
+            let (class, what) = if failure.is_timeout() {
+                (ErrorClass::Timeout, "the connection timed out".to_owned())
+            } else if failure.is_io() {
+                let kind = failure
+                    .as_connector_error()
+                    .and_then(|e| io_kind(e))
+                    .map_or_else(String::new, |k| format!(" ({k:?})"));
+                (ErrorClass::Network, format!("connection failed{kind}"))
+            } else {
+                (ErrorClass::Network, "the request could not be sent".to_owned())
+            };
+            (class, None, format!("could not reach AWS: {what}"))
         }
         // Construction failures are our own request being invalid (e.g. no region or no
         // credentials could be resolved): no other region helps.
-        _ => (ErrorClass::Client, None, DisplayErrorContext(err).to_string()),
+        _ => (
+            ErrorClass::Client,
+            None,
+            "the request could not be built (region, endpoint or credentials configuration)".to_owned(),
+        ),
     }
+}
+
+/// The message for an answer the SDK could not read.
+fn malformed(status: u16) -> String {
+    format!("malformed answer from AWS (HTTP {status}): the response could not be read")
+}
+
+/// The kind of the I/O error behind a dispatch failure: an enum, so it names no host, path
+/// or data.
+fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// Text from AWS made safe to show: printable ASCII only (AWS's messages are English; no
+/// control or bidirectional characters that could forge or hide log lines), at most
+/// [`MAX_AWS_MESSAGE_CHARS`].
+fn sanitize(text: &str) -> String {
+    let printable = || text.chars().filter(|c| c.is_ascii_graphic() || *c == ' ');
+    let mut out: String = printable().take(MAX_AWS_MESSAGE_CHARS).collect();
+    if printable().nth(MAX_AWS_MESSAGE_CHARS).is_some() {
+        out.push_str("...");
+    }
+    out.trim().to_owned()
 }
 
 #[cfg(test)]
@@ -140,9 +202,75 @@ mod tests {
     use aws_smithy_types::error::ErrorMetadata;
 
     fn service_error(status: u16, code: &str) -> SdkError<GetSecretValueError, HttpResponse> {
-        let meta = ErrorMetadata::builder().code(code).message("boom").build();
-        let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        error_with(status, ErrorMetadata::builder().code(code).message("boom").build(), "")
+    }
+
+    fn error_with(
+        status: u16,
+        meta: ErrorMetadata,
+        body: &str,
+    ) -> SdkError<GetSecretValueError, HttpResponse> {
+        let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body.to_owned()));
         SdkError::service_error(GetSecretValueError::generic(meta), raw)
+    }
+
+    const MARKER: &str = "MARKER-s3cr3t";
+
+    #[test]
+    fn unreadable_success_answers_are_server_faults_without_the_body() {
+        // What the SDK makes of a 200 it cannot deserialize: an unhandled error holding
+        // the raw answer and a source that quotes it.
+        let body = format!(r#"{{"Parameters":[{{"Value":"{MARKER}","Version":"x"}}]}}"#);
+        let meta = ErrorMetadata::builder().message(format!("failed to parse {body}")).build();
+        let (class, code, message) = classify(&error_with(200, meta, &body));
+        assert_eq!((class, code), (ErrorClass::Server, None));
+        assert!(message.contains("malformed answer from AWS (HTTP 200)"), "{message}");
+        assert!(!message.contains(MARKER));
+
+        let response: SdkError<GetSecretValueError, HttpResponse> = SdkError::response_error(
+            format!("invalid JSON: {body}"),
+            HttpResponse::new(StatusCode::try_from(200).unwrap(), SdkBody::from(body.clone())),
+        );
+        let (class, _, message) = classify(&response);
+        assert_eq!(class, ErrorClass::Server);
+        assert!(message.contains("malformed answer") && !message.contains(MARKER), "{message}");
+    }
+
+    #[test]
+    fn aws_messages_are_capped_and_printable_only() {
+        let long = format!("line one\nforged line \u{202e}{}", "x".repeat(500));
+        let meta = ErrorMetadata::builder().code("ValidationException").message(long).build();
+        let (_, _, message) = classify(&error_with(400, meta, ""));
+        assert!(!message.contains('\n') && !message.contains('\u{202e}'), "{message:?}");
+        assert!(message.len() < 300 && message.ends_with("..."), "{message}");
+        assert!(message.starts_with("ValidationException (HTTP 400): line oneforged line"), "{message}");
+    }
+
+    #[test]
+    fn error_answers_without_an_aws_code_keep_their_status_class_but_not_their_body() {
+        let meta = ErrorMetadata::builder().message(format!("<html>{MARKER}</html>")).build();
+        for (status, want) in [(403, ErrorClass::Client), (502, ErrorClass::Server)] {
+            let (class, code, message) = classify(&error_with(status, meta.clone(), MARKER));
+            assert_eq!((class, code), (want, None), "{status}");
+            assert!(message.contains(&format!("HTTP {status} without an AWS error code")), "{message}");
+            assert!(!message.contains(MARKER), "{message}");
+        }
+    }
+
+    #[test]
+    fn dispatch_and_construction_failures_are_our_own_words() {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, format!("to {MARKER}"));
+        let err: SdkError<GetSecretValueError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io(io.into()));
+        let (class, _, message) = classify(&err);
+        assert_eq!(class, ErrorClass::Network);
+        assert_eq!(message, "could not reach AWS: connection failed (ConnectionRefused)");
+        let err: SdkError<GetSecretValueError, HttpResponse> =
+            SdkError::construction_failure(format!("bad input {MARKER}"));
+        let (class, _, message) = classify(&err);
+        assert_eq!(class, ErrorClass::Client);
+        assert!(!message.contains(MARKER), "{message}");
     }
 
     #[test]

@@ -1,8 +1,14 @@
 //! The provider's gRPC server on its Unix socket: the driver's `CSIDriverProvider` service,
 //! the standard health service and reflection (so `grpcurl` works without proto files),
-//! stale-socket clean-up, a private socket mode, and graceful shutdown.
+//! stale-socket clean-up, a private socket mode, HTTP/2 limits, and graceful shutdown.
+//!
+//! Connections are served here rather than by tonic's `Server`, for three reasons: every
+//! connection is wrapped in the `:authority` shim before h2 reads it; a failing accept (at
+//! the descriptor limit) backs off instead of spinning; and at shutdown, connections with
+//! nothing in flight are closed at once while in-flight mounts drain, instead of every idle
+//! connection holding the process for the whole grace period.
 
-pub mod authority;
+mod accept;
 mod service;
 
 use std::fs;
@@ -11,16 +17,20 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use http_body_util::BodyExt;
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{UnixListener, UnixStream};
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::Server;
-use tonic::transport::server::{Connected, UdsConnectInfo};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
 
-pub use authority::AuthorityRewrite;
-pub use service::ProviderService;
+pub(crate) use accept::AcceptBackoff;
+pub use h2_authority_shim::AuthorityRewrite;
+pub use service::{MAX_RESPONSE_BYTES, ProviderService};
 
 use crate::metrics::Metrics;
 use crate::mount::Mounter;
@@ -31,6 +41,35 @@ pub const SOCKET_NAME: &str = "aws.sock";
 
 /// How long in-flight mounts may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// At shutdown, a connection with nothing in flight for this long is closed: long enough
+/// for h2 to flush a response just finished and for a live client to read the GOAWAY.
+const IDLE_CLOSE: Duration = Duration::from_millis(250);
+/// How often a draining connection checks whether it has gone idle.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// Streams one connection may have open at once. The driver multiplexes every mount of the
+/// node over one connection and queues calls beyond the limit on its side, so this only
+/// needs headroom over `--max-concurrent-mounts` (128) for health and Version calls; it
+/// bounds what one client can make the server hold (without it, h2 allows unlimited streams).
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// SETTINGS_MAX_HEADER_LIST_SIZE: a driver's request headers are a few hundred bytes.
+const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
+/// The shim's cap on a decoded header block: above the server's own limit, so a block
+/// somewhat over it is refused by h2 for that stream only, not for the whole connection.
+const SHIM_MAX_HEADER_LIST_SIZE: usize = 4 * MAX_HEADER_LIST_SIZE as usize;
+/// Streams a client may make the server reset for protocol errors before the connection is
+/// closed (hyper's default; tonic would turn the limit off). Guards against reset floods.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Streams reset by the client before they were served that may be pending at once (h2's
+/// default, made explicit): the "rapid reset" guard.
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// HTTP/2 PINGs on a connection quiet for this long; a client that does not answer within
+/// the timeout is disconnected, so a vanished peer does not hold its streams.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// The largest Mount request accepted: a SecretProviderClass is a Kubernetes object (at most
+/// ~1.5 MiB in etcd) plus the pod's tokens.
+const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// A failure to start or run the server.
 #[derive(Debug, thiserror::Error)]
@@ -39,16 +78,6 @@ pub enum ServerError {
     Socket { path: PathBuf, source: io::Error },
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(String),
-    #[error("the gRPC server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
-}
-
-impl Connected for AuthorityRewrite<UnixStream> {
-    type ConnectInfo = UdsConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.get_ref().connect_info()
-    }
 }
 
 /// Binds the socket: removes a stale one, and creates it with mode 0600 without ever
@@ -86,7 +115,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
 }
 
 /// Serves on `listener` (bound at `path`) until `shutdown` completes, then lets in-flight
-/// mounts finish (bounded) and removes the socket file.
+/// mounts finish (bounded), closes idle connections, and removes the socket file.
 pub async fn run(
     listener: UnixListener,
     path: &Path,
@@ -94,6 +123,11 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Polled once before anything else: a signal handler behind `shutdown` is installed
+    // before the slower set-up below, so a SIGTERM right after the socket appeared is not
+    // fatal.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let stop_at_once = futures::poll!(shutdown.as_mut()).is_ready();
     let socket_id = file_id(path);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CsiDriverProviderServer<ProviderService>>().await;
@@ -108,48 +142,144 @@ pub async fn run(
     let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
         .build_v1alpha()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
-
     let service = CsiDriverProviderServer::new(ProviderService::new(mounter, metrics.clone()))
-        .max_decoding_message_size(16 * 1024 * 1024);
-    // Old drivers send the socket path as :authority, which h2 rejects: rewrite it first.
-    let incoming = UnixListenerStream::new(listener).map_ok(AuthorityRewrite::new);
-
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let stopping_metrics = metrics.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing in-flight mounts");
-        // Tell health checkers first, so nothing new is routed to a provider going away.
-        health.set_not_serving::<CsiDriverProviderServer<ProviderService>>().await;
-        stopping_metrics.set_ready(false);
-        let _ = stopping_tx.send(());
-    };
-    let serve = Server::builder()
-        .add_service(health_service)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        // The service checks the response against the driver's limit itself, with a clear
+        // message; this only keeps the encoder from ever sending more.
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let routes = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, signal);
+        .prepare();
+
+    let rewrites = metrics.clone();
+    let shim = h2_authority_shim::Config::default()
+        .max_header_list_size(SHIM_MAX_HEADER_LIST_SIZE)
+        .on_rewrite(move || rewrites.authority_rewritten());
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+
+    let (draining_tx, draining) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut backoff = AcceptBackoff::new("socket");
     metrics.set_ready(true);
     tracing::info!(socket = %path.display(), "serving the CSI driver");
+    // (`shutdown` may not be polled again once it has completed.)
+    if !stop_at_once {
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        backoff.succeeded();
+                        let connection = Connection { routes: routes.clone(), h2: h2.clone(), shim: shim.clone() };
+                        connections.spawn(connection.serve(stream, draining.clone()));
+                    }
+                    Err(e) => backoff.failed(&e).await,
+                },
+                // Reap finished connections, so the set holds only live ones.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    }
 
-    let grace = async {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    let result = tokio::select! {
-        result = serve => result.map_err(ServerError::from),
-        () = grace => {
-            tracing::warn!("in-flight mounts did not finish within {SHUTDOWN_GRACE:?}; exiting");
-            Ok(())
-        }
-    };
+    tracing::info!("shutting down: no new connections, finishing in-flight mounts");
+    // Tell health checkers first, so nothing new is routed to a provider going away.
+    health.set_not_serving::<CsiDriverProviderServer<ProviderService>>().await;
     metrics.set_ready(false);
+    drop(listener);
+    let _ = draining_tx.send(true);
+    let drained =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} })
+            .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight mounts did not finish within {SHUTDOWN_GRACE:?}; exiting");
+        connections.abort_all();
+    }
     remove_if_ours(path, socket_id);
-    result
+    Ok(())
+}
+
+/// What every connection is served with.
+struct Connection {
+    routes: tonic::service::Routes,
+    h2: http2::Builder<TokioExecutor>,
+    shim: h2_authority_shim::Config,
+}
+
+impl Connection {
+    /// Serves one connection until the client closes it, or, once `draining` turns true,
+    /// until nothing is in flight on it any more.
+    async fn serve(self, stream: UnixStream, mut draining: watch::Receiver<bool>) {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let counter = in_flight.clone();
+        let routes = self.routes;
+        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let guard = InFlight::start(&counter);
+            let call = routes.clone().oneshot(request);
+            async move {
+                let response = call.await?;
+                // The request counts as in flight until its response body is done.
+                Ok::<_, std::convert::Infallible>(response.map(move |body| {
+                    body.map_frame(move |frame| {
+                        let _in_flight = &guard;
+                        frame
+                    })
+                }))
+            }
+        });
+        let connection = self.h2.serve_connection(TokioIo::new(self.shim.wrap(stream)), service);
+        let mut connection = std::pin::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!("connection ended: {e}");
+                }
+                return;
+            }
+            _ = draining.wait_for(|draining| *draining) => {}
+        }
+        // GOAWAY: the client sends nothing new; streams already open finish.
+        connection.as_mut().graceful_shutdown();
+        let idle = async {
+            let mut idle_for = Duration::ZERO;
+            while idle_for < IDLE_CLOSE {
+                tokio::time::sleep(DRAIN_POLL).await;
+                idle_for = if in_flight.load(Ordering::SeqCst) == 0 {
+                    idle_for + DRAIN_POLL
+                } else {
+                    Duration::ZERO
+                };
+            }
+        };
+        tokio::select! {
+            _ = connection => {}
+            () = idle => tracing::debug!("closed an idle connection at shutdown"),
+        }
+    }
+}
+
+/// Counts a request in flight on its connection until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The identity of a file, to tell our socket from a successor's.

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tonic::{Request, Response, Status};
+use prost::Message;
+use tonic::{Code, Request, Response, Status};
 
 use crate::metrics::Metrics;
 use crate::mount::Mounter;
@@ -16,6 +17,41 @@ use crate::request::MountInput;
 pub const API_VERSION: &str = "v1alpha1";
 /// The name reported by `Version`.
 pub const RUNTIME_NAME: &str = "csi-provider-aws";
+/// The largest encoded MountResponse the driver accepts: grpc-go's default receive limit,
+/// which the driver keeps. `--max-mount-bytes` counts file contents only; names and object
+/// versions count here too.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A response the driver would refuse, caught before it is sent.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the mount's response would be {encoded} bytes, over the CSI driver's limit of {limit} bytes \
+     (4 MiB; file contents ({contents} bytes here), file names and object versions all count): \
+     shorten objectAlias and jmesPath aliases, mount fewer objects, or split them across \
+     SecretProviderClasses"
+)]
+pub struct ResponseTooLarge {
+    pub encoded: usize,
+    pub contents: usize,
+    pub limit: usize,
+}
+
+impl ResponseTooLarge {
+    /// The label of this failure in metrics and logs (the same as for too many file bytes).
+    pub const LABEL: &'static str = "too_large";
+
+    /// Checks a response against the driver's limit.
+    pub fn check(response: &MountResponse, contents: usize, limit: usize) -> Result<(), Self> {
+        let encoded = response.encoded_len();
+        if encoded > limit { Err(Self { encoded, contents, limit }) } else { Ok(()) }
+    }
+}
+
+impl From<ResponseTooLarge> for Status {
+    fn from(err: ResponseTooLarge) -> Self {
+        Status::new(Code::ResourceExhausted, err.to_string())
+    }
+}
 
 /// Serves the driver's calls.
 pub struct ProviderService {
@@ -54,8 +90,13 @@ impl CsiDriverProvider for ProviderService {
         };
         let pod = input.pod.clone();
         let class = input.class_name.clone();
-        let result = self.mounter.mount(input).await;
+        let result = self.mounter.mount(input).await.map_err(Failure::Mount);
         let elapsed = started.elapsed();
+        let result = result.and_then(|outcome| {
+            ResponseTooLarge::check(&outcome.response, outcome.bytes, MAX_RESPONSE_BYTES)
+                .map(|()| outcome)
+                .map_err(Failure::TooLarge)
+        });
         match result {
             Ok(outcome) => {
                 self.metrics.mount_finished(Ok(()), elapsed);
@@ -89,5 +130,59 @@ impl CsiDriverProvider for ProviderService {
                 Err(err.into())
             }
         }
+    }
+}
+
+/// Why a Mount failed: in the pipeline, or at the server boundary.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Mount(crate::mount::MountError),
+    #[error(transparent)]
+    TooLarge(ResponseTooLarge),
+}
+
+impl Failure {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Mount(err) => err.label(),
+            Self::TooLarge(_) => ResponseTooLarge::LABEL,
+        }
+    }
+}
+
+impl From<Failure> for Status {
+    fn from(err: Failure) -> Self {
+        match err {
+            Failure::Mount(err) => err.into(),
+            Failure::TooLarge(err) => err.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{File, ObjectVersion};
+
+    #[test]
+    fn responses_are_measured_encoded() {
+        // Small contents, long names: what --max-mount-bytes does not see.
+        let name = "d/".repeat(2000);
+        let response = MountResponse {
+            object_version: vec![ObjectVersion { id: name.clone(), version: "1".into() }],
+            files: vec![File { path: name, mode: 420, contents: b"x".to_vec() }],
+            error: None,
+        };
+        assert!(ResponseTooLarge::check(&response, 1, 8000).is_ok());
+        let err = ResponseTooLarge::check(&response, 1, 7000).unwrap_err();
+        assert_eq!(err.encoded, response.encoded_len());
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            status.message().contains("over the CSI driver's limit of 7000 bytes"),
+            "{}",
+            status.message()
+        );
     }
 }

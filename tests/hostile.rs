@@ -1,0 +1,745 @@
+//! Hostile peers: AWS answers the SDK cannot read (each carrying a marker "secret" that
+//! must reach neither the gRPC status nor the log), and attacks on the server — many
+//! streams on one connection, HPACK bombs, a slowloris on the metrics port, descriptor
+//! exhaustion, idle connections at shutdown — each while other clients keep being served.
+//! Everything stays on 127.0.0.1 and Unix sockets; loops are bounded.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient;
+use csi_provider_aws::proto::{MountRequest, VersionRequest};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixStream};
+use tonic::Code;
+
+const CONTENT_JSON: &str = "application/x-amz-json-1.1";
+
+/// One canned answer: HTTP status, content type, body.
+type Answer = (u16, &'static str, String);
+
+/// A fake AWS endpoint: STS, Secrets Manager and Parameter Store with valid answers, any of
+/// which a test can replace, per region (taken from the request's SigV4 scope).
+#[derive(Clone, Default)]
+struct FakeAws {
+    /// (operation, region or "*") -> answer.
+    overrides: Arc<Mutex<Vec<(String, String, Answer)>>>,
+}
+
+impl FakeAws {
+    async fn start() -> (Self, SocketAddr) {
+        let fake = Self::default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = fake.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let fake = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let fake = fake.clone();
+                        async move { Ok::<_, std::convert::Infallible>(fake.answer(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (fake, addr)
+    }
+
+    /// Answers `operation` (e.g. "GetSecretValue") in `region` ("*": every region) with `answer`.
+    fn set(&self, operation: &str, region: &str, answer: Answer) {
+        let mut overrides = self.overrides.lock().unwrap();
+        overrides.retain(|(op, r, _)| !(op == operation && r == region));
+        overrides.push((operation.to_owned(), region.to_owned(), answer));
+    }
+
+    fn clear(&self) {
+        self.overrides.lock().unwrap().clear();
+    }
+
+    async fn answer(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Full<Bytes>> {
+        let header =
+            |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let target = header("x-amz-target");
+        let region = header("authorization")
+            .split("Credential=")
+            .nth(1)
+            .and_then(|scope| scope.split('/').nth(2))
+            .unwrap_or("us-east-1")
+            .to_owned();
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let operation = match target.split('.').nth(1) {
+            Some(op) => op.to_owned(),
+            None if text.contains("Action=AssumeRoleWithWebIdentity") => "AssumeRoleWithWebIdentity".into(),
+            None => "unknown".into(),
+        };
+        let chosen = self
+            .overrides
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(op, r, _)| *op == operation && (*r == region || r == "*"))
+            .map(|(_, _, answer)| answer.clone());
+        let (status, content_type, body) = chosen.unwrap_or_else(|| valid_answer(&operation, &text, &region));
+        hyper::Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    }
+}
+
+/// What AWS would answer.
+fn valid_answer(operation: &str, request: &str, region: &str) -> Answer {
+    let json: serde_json::Value = serde_json::from_str(request).unwrap_or_default();
+    match operation {
+        "GetSecretValue" => {
+            let name = json["SecretId"].as_str().unwrap_or("x");
+            let body = serde_json::json!({
+                "ARN": format!("arn:aws:secretsmanager:{region}:123456789012:secret:{name}-AbCdEf"),
+                "Name": name, "VersionId": "v-1", "SecretString": format!("value in {region}"),
+                "VersionStages": ["AWSCURRENT"], "CreatedDate": 1.7e9,
+            });
+            (200, CONTENT_JSON, body.to_string())
+        }
+        "GetParameters" => {
+            let parameters: Vec<serde_json::Value> = json["Names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str())
+                .map(|name| serde_json::json!({"Name": name, "Type": "SecureString", "Value": "v", "Version": 3}))
+                .collect();
+            (
+                200,
+                CONTENT_JSON,
+                serde_json::json!({"Parameters": parameters, "InvalidParameters": []}).to_string(),
+            )
+        }
+        _ => (200, "text/xml", sts_answer("ASIAFAKE", "secret-key", "2099-01-01T00:00:00Z")),
+    }
+}
+
+fn sts_answer(key: &str, secret: &str, expiration: &str) -> String {
+    format!(
+        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{key}</AccessKeyId>\
+         <SecretAccessKey>{secret}</SecretAccessKey><SessionToken>session</SessionToken>\
+         <Expiration>{expiration}</Expiration></Credentials>\
+         <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/web/x</Arn>\
+         <AssumedRoleId>AROA:x</AssumedRoleId></AssumedRoleUser></AssumeRoleWithWebIdentityResult>\
+         <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"
+    )
+}
+
+/// The provider binary with its log captured.
+struct Binary {
+    child: Child,
+    dir: tempfile::TempDir,
+    metrics: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Binary {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_with(provider_command(), dir, args, env)
+    }
+
+    fn start_with(mut command: Command, dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Self {
+        command
+            .arg(format!("--provider-volume={}", dir.path().display()))
+            .arg("--metrics-addr=127.0.0.1:0")
+            .args(args)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("KUBECONFIG", "/nonexistent")
+            .env("RUST_LOG", "info")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("serving /metrics")
+                    && let Some(addr) = line.split("addr=").nth(1)
+                {
+                    let _ = tx.send(addr.split(' ').next().unwrap_or("").to_owned());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let metrics =
+            rx.recv_timeout(Duration::from_secs(20)).expect("the provider logs its metrics address");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !log.lock().unwrap().contains("serving the CSI driver") {
+            assert!(Instant::now() < deadline, "the provider never served: {}", log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, dir, metrics, log }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("aws.sock")
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn terminate(&self) {
+        assert!(Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().unwrap().success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// (resident KiB, CPU seconds so far) from /proc.
+    fn usage(&self) -> (u64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses): utime is the 14th field.
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+        (rss, ticks / 100.0)
+    }
+
+    async fn client(&self) -> CsiDriverProviderClient<tonic::transport::Channel> {
+        CsiDriverProviderClient::new(channel(&self.socket()).await)
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A mount request of a pod with its own service account (which `kube` must know) and
+/// token, so its credentials are fetched, not cached.
+fn request_for(kube: &FakeKube, account: &str, parameters: &[(&str, &str)]) -> MountRequest {
+    kube.service_account("shop", account, Some(WEB_ROLE));
+    let tokens = tokens_json(account);
+    let mut all = vec![
+        ("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str()),
+        ("csi.storage.k8s.io/serviceAccount.name", account),
+    ];
+    all.extend_from_slice(parameters);
+    mount_request(&all, Path::new("/t"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_aws_answers_are_transient_and_leak_nothing_even_at_trace() {
+    let (fake, addr) = FakeAws::start().await;
+    let kube = FakeKube::start().await;
+    let kubeconfig = kube.kubeconfig.display().to_string();
+    let endpoint = format!("http://{addr}");
+    let binary = Binary::start(
+        &["--driver-writes-secrets", "--aws-timeout=5s"],
+        &[("RUST_LOG", "trace"), ("KUBECONFIG", &kubeconfig), ("AWS_ENDPOINT_URL", &endpoint)],
+    );
+    let mut client = binary.client().await;
+    let html =
+        |marker: &str| (200, "text/html", format!("<html><body><h1>Gateway</h1>{marker}</body></html>"));
+    let cases: Vec<(&str, &str, &str, Answer)> = vec![
+        // (operation, object type, marker, answer)
+        ("GetSecretValue", "secretsmanager", "MARK-SM-JSON", (200, CONTENT_JSON, r#"{"Name":"n","SecretString":"MARK-SM-JSON"#.into())),
+        ("GetSecretValue", "secretsmanager", "MARK-SM-HTML", html("MARK-SM-HTML")),
+        (
+            "GetSecretValue",
+            "secretsmanager",
+            "MARK-SM-TYPES",
+            (200, CONTENT_JSON, r#"{"Name":"n","SecretString":"MARK-SM-TYPES","VersionId":7,"CreatedDate":"soon"}"#.into()),
+        ),
+        (
+            "GetParameters",
+            "ssmparameter",
+            "MARK-SSM-TYPES",
+            (
+                200,
+                CONTENT_JSON,
+                r#"{"Parameters":[{"Name":"/p","Type":"SecureString","Value":"MARK-SSM-TYPES","Version":"three"}],"InvalidParameters":[]}"#.into(),
+            ),
+        ),
+        ("GetParameters", "ssmparameter", "MARK-SSM-JSON", (200, CONTENT_JSON, r#"{"Parameters":[{"Value":"MARK-SSM-JSON"#.into())),
+        ("GetParameters", "ssmparameter", "MARK-SSM-HTML", html("MARK-SSM-HTML")),
+        ("AssumeRoleWithWebIdentity", "secretsmanager", "MARK-STS-HTML", html("MARK-STS-HTML")),
+        (
+            "AssumeRoleWithWebIdentity",
+            "secretsmanager",
+            "MARK-STS-TYPES",
+            (200, "text/xml", sts_answer("ASIAFAKE", "MARK-STS-TYPES", "not a date")),
+        ),
+    ];
+    let mut markers = Vec::new();
+    for (i, (operation, object_type, marker, answer)) in cases.into_iter().enumerate() {
+        fake.clear();
+        fake.set(operation, "*", answer);
+        let name = if object_type == "ssmparameter" { "/p".to_owned() } else { format!("secret-{i}") };
+        let objects = format!("- {{objectName: '{name}', objectType: {object_type}, objectAlias: f}}");
+        let request =
+            request_for(&kube, &format!("hostile-{i}"), &[("region", "us-east-1"), ("objects", &objects)]);
+        let err = client.mount(request).await.expect_err(marker);
+        assert_eq!(err.code(), Code::Unavailable, "{marker}: {}", err.message());
+        assert!(err.message().contains("malformed answer"), "{marker}: {}", err.message());
+        let names =
+            if operation == "AssumeRoleWithWebIdentity" { WEB_ROLE.to_owned() } else { format!("{name:?}") };
+        assert!(err.message().contains(&names), "{marker}: {} should name {names}", err.message());
+        assert!(!err.message().contains(marker), "{marker} leaked into the status: {}", err.message());
+        markers.push(marker);
+    }
+
+    // A malformed answer in the primary region fails over like a 5xx does.
+    fake.clear();
+    fake.set("GetSecretValue", "us-east-1", (200, CONTENT_JSON, "{\"SecretString\": tru".into()));
+    let objects = "- {objectName: db, objectType: secretsmanager, objectAlias: db}";
+    let request = request_for(
+        &kube,
+        "failover",
+        &[("region", "us-east-1"), ("failoverRegion", "us-west-2"), ("objects", objects)],
+    );
+    let response = client.mount(request).await.expect("the failover region answers").into_inner();
+    assert_eq!(response.files[0].contents, b"value in us-west-2");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = binary.log();
+    assert!(log.contains(" WARN ") && log.contains("malformed answer"), "the log was captured: {log}");
+    for marker in markers {
+        assert!(!log.contains(marker), "{marker} leaked into the log:\n{}", excerpt(&log, marker));
+    }
+}
+
+fn excerpt(log: &str, needle: &str) -> String {
+    let at = log.find(needle).unwrap_or(0);
+    let start = log[..at].char_indices().rev().nth(400).map_or(0, |(i, _)| i);
+    log[start..].chars().take(900).collect()
+}
+
+// ---- raw HTTP/2 over the socket, as a hostile client writes it ----
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const SETTINGS: u8 = 0x4;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.extend([kind, flags]);
+    out.extend(stream_id.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An HPACK integer with an N-bit prefix (RFC 7541 §5.1); `first` holds the pattern bits.
+fn hpack_integer(out: &mut Vec<u8>, first: u8, prefix_bits: u8, value: usize) {
+    let max = (1usize << prefix_bits) - 1;
+    if value < max {
+        out.push(first | value as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    let mut rest = value - max;
+    while rest >= 0x80 {
+        out.push((rest & 0x7f) as u8 | 0x80);
+        rest >>= 7;
+    }
+    out.push(rest as u8);
+}
+
+/// A header block of literals; `indexed` ones also enter the client's dynamic table.
+fn header_block(fields: &[(&str, &str)], indexed: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(if indexed { 0x40 } else { 0x00 });
+        for s in [name, value] {
+            hpack_integer(&mut out, 0, 7, s.len());
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    out
+}
+
+/// The request headers of a gRPC call of `method` with the given authority.
+fn grpc_request(method: &str, authority: &str) -> Vec<u8> {
+    let path = format!("/v1alpha1.CSIDriverProvider/{method}");
+    header_block(
+        &[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", &path),
+            (":authority", authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ],
+        false,
+    )
+}
+
+/// Connects, sends the preface and empty SETTINGS, and drains what the server sends (so it
+/// never blocks writing to us) until it closes; the returned receiver reports how many
+/// bytes arrived and when the server closed.
+async fn raw_connection(
+    socket: &Path,
+) -> (tokio::net::unix::OwnedWriteHalf, tokio::sync::oneshot::Receiver<usize>) {
+    let stream = UnixStream::connect(socket).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    write.write_all(&[PREFACE, &frame(SETTINGS, 0, 0, &[])].concat()).await.unwrap();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut buf = vec![0; 64 * 1024];
+        let mut total = 0;
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        let _ = closed_tx.send(total);
+    });
+    (write, closed)
+}
+
+/// Calls Version over a fresh connection repeatedly while `attack` runs; returns the
+/// attack's output and the slowest call.
+async fn served_meanwhile<T>(socket: &Path, attack: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let mut client = CsiDriverProviderClient::new(channel(socket).await);
+    let stop = tokio_util_stop();
+    let stop_probe = stop.clone();
+    let probe = tokio::spawn(async move {
+        let mut slowest = Duration::ZERO;
+        while !stop_probe.load(std::sync::atomic::Ordering::SeqCst) {
+            let started = Instant::now();
+            let answer = tokio::time::timeout(
+                Duration::from_secs(10),
+                client.version(VersionRequest { version: "v1alpha1".into() }),
+            )
+            .await;
+            assert!(matches!(answer, Ok(Ok(_))), "Version failed under attack: {answer:?}");
+            slowest = slowest.max(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        slowest
+    });
+    let out = attack.await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    (out, probe.await.unwrap())
+}
+
+fn tokio_util_stop() -> Arc<std::sync::atomic::AtomicBool> {
+    Arc::new(std::sync::atomic::AtomicBool::new(false))
+}
+
+/// The provider binary to attack: this build, or `HOSTILE_PROVIDER_BIN` (to measure
+/// another build the same way).
+fn provider_command() -> Command {
+    let other = std::env::var("HOSTILE_PROVIDER_BIN").ok().filter(|bin| !bin.is_empty());
+    Command::new(other.unwrap_or_else(|| env!("CARGO_BIN_EXE_csi-provider-aws").into()))
+}
+
+fn start_provider(args: &[&str]) -> Binary {
+    Binary::start_with(provider_command(), tempfile::tempdir().unwrap(), args, &[])
+}
+
+async fn idle_rss(binary: &Binary) -> u64 {
+    let mut client = binary.client().await;
+    for _ in 0..20 {
+        client.version(VersionRequest { version: "v1alpha1".into() }).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    binary.usage().0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_streams_on_one_connection_are_bounded() {
+    let binary = start_provider(&[]);
+    let idle = idle_rss(&binary).await;
+    let (cpu_before, socket) = (binary.usage().1, binary.socket());
+    let attack = async {
+        let (mut write, closed) = raw_connection(&socket).await;
+        // Mount calls that never send their body: each holds a stream open.
+        let block = grpc_request("Mount", "localhost");
+        let mut peak = 0;
+        for batch in 0..40u32 {
+            let mut burst = Vec::new();
+            for i in 0..1000u32 {
+                burst.extend(frame(HEADERS, END_HEADERS, 2 * (batch * 1000 + i) + 1, &block));
+            }
+            if write.write_all(&burst).await.is_err() {
+                break; // the server gave up on us
+            }
+            peak = peak.max(binary.usage().0);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak = peak.max(binary.usage().0);
+        drop(write);
+        let _ = tokio::time::timeout(Duration::from_secs(10), closed).await;
+        peak
+    };
+    let (peak, slowest) = served_meanwhile(&socket, attack).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (after, cpu_after) = binary.usage();
+    eprintln!(
+        "40k streams on one connection: idle RSS {idle} KiB, peak {peak} KiB, after close {after} KiB, \
+         CPU {:.2} s, slowest Version meanwhile {slowest:?}",
+        cpu_after - cpu_before
+    );
+    assert!(peak < idle + 64 * 1024, "RSS grew from {idle} to {peak} KiB");
+    assert!(after < idle + 64 * 1024, "RSS stayed at {after} KiB after the connection closed");
+    assert!(slowest < Duration::from_secs(2), "other clients waited {slowest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpack_bomb_fails_its_connection_quickly() {
+    let binary = start_provider(&[]);
+    let idle = idle_rss(&binary).await;
+    let (cpu_before, socket) = (binary.usage().1, binary.socket());
+    let attack = async {
+        let (mut write, closed) = raw_connection(&socket).await;
+        // One 4000-byte table entry, then a block of a million one-byte references to it,
+        // just under the shim's old 1 MiB cap.
+        let entry = header_block(&[("x-bomb", &"b".repeat(4000))], true);
+        let mut bytes = frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &[grpc_request("Version", "localhost"), entry].concat(),
+        );
+        let bomb = vec![0x80 | 62; (1 << 20) - 4096];
+        let mut chunks = bomb.chunks(16_384).peekable();
+        bytes.extend(frame(HEADERS, 0, 3, chunks.next().unwrap_or_default()));
+        while let Some(chunk) = chunks.next() {
+            let flags = if chunks.peek().is_none() { END_HEADERS } else { 0 };
+            bytes.extend(frame(CONTINUATION, flags, 3, chunk));
+        }
+        let started = Instant::now();
+        // The server must stop reading once the block passes its cap: far less than the
+        // megabyte plus what the socket buffers, so the write fails.
+        let wrote_all = write.write_all(&bytes).await.is_ok();
+        let closed = tokio::time::timeout(Duration::from_secs(30), closed).await;
+        assert!(closed.is_ok(), "the server kept the bomb's connection open");
+        (started.elapsed(), wrote_all)
+    };
+    let ((closed_after, wrote_all), slowest) = served_meanwhile(&socket, attack).await;
+    let (rss, cpu_after) = binary.usage();
+    let cpu = cpu_after - cpu_before;
+    eprintln!(
+        "HPACK bomb: connection closed after {closed_after:?}, provider CPU {cpu:.2} s, RSS {idle} -> {rss} KiB, \
+         slowest Version meanwhile {slowest:?}"
+    );
+    assert!(!wrote_all, "the server read the whole bomb before refusing it");
+    assert!(cpu < 1.0, "the bomb cost {cpu:.2} s of CPU");
+    assert!(slowest < Duration::from_secs(2), "other clients waited {slowest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_driver_requests_are_counted_and_localhost_ones_are_not() {
+    let binary = start_provider(&[]);
+    let rewrites = |binary: &Binary| {
+        let body = http_get(&binary.metrics, "/metrics").1;
+        body.lines()
+            .find(|l| l.starts_with("csi_provider_aws_authority_rewrites_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(rewrites(&binary), Some(0.0));
+    let socket = binary.socket();
+    let socket_path = socket.display().to_string();
+    for (authority, want) in [("localhost", 0.0), (socket_path.as_str(), 1.0), (socket_path.as_str(), 2.0)] {
+        let (mut write, closed) = raw_connection(&socket).await;
+        let mut bytes = frame(HEADERS, END_HEADERS, 1, &grpc_request("Version", authority));
+        bytes.extend(frame(DATA, END_STREAM, 1, &[0, 0, 0, 0, 0]));
+        write.write_all(&bytes).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(write);
+        let received = tokio::time::timeout(Duration::from_secs(5), closed).await.unwrap().unwrap_or(0);
+        assert!(received > 20, "{authority}: the server answered");
+        assert_eq!(rewrites(&binary), Some(want), "{authority}");
+    }
+}
+
+/// GET `path` from the metrics listener: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[test]
+fn a_slowloris_on_the_metrics_port_is_cut_off_while_probes_are_served() {
+    let binary = Binary::start(&[], &[]);
+    let addr = binary.metrics.clone();
+    // Half-sent requests that never end.
+    let mut slow: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        assert_eq!(http_get(&addr, "/healthz").0, 200);
+        slowest = slowest.max(started.elapsed());
+    }
+    // Each trickles on; the server must still drop them (header read timeout).
+    let started = Instant::now();
+    let mut open = slow.len();
+    while open > 0 && started.elapsed() < Duration::from_secs(15) {
+        open = 0;
+        for s in &mut slow {
+            s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+            let _ = s.write_all(b"a");
+            let mut buf = [0; 256];
+            match s.read(&mut buf) {
+                Ok(0) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    open += 1
+                }
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "metrics slowloris: slowest /healthz meanwhile {slowest:?}; half-sent requests cut after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(open, 0, "{open} half-sent requests still held open after {:?}", started.elapsed());
+    assert!(slowest < Duration::from_secs(2), "/healthz waited {slowest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_do_not_hold_shutdown() {
+    let mut binary = start_provider(&[]);
+    let socket = binary.socket();
+    // A client that connects and says nothing; one that did the handshake and then stops
+    // reading (so it never answers the shutdown PING); an idle, well-behaved gRPC client.
+    let _silent = UnixStream::connect(&socket).await.unwrap();
+    let (_mute, _) = raw_connection(&socket).await;
+    let mut idle = binary.client().await;
+    idle.version(VersionRequest { version: "v1alpha1".into() }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    binary.terminate();
+    let status = binary.wait(Duration::from_secs(40));
+    let took = started.elapsed();
+    eprintln!("shutdown with idle connections took {took:?}");
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(took < Duration::from_secs(5), "idle connections held shutdown for {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_descriptor_limit_accept_backs_off_instead_of_spinning() {
+    // The provider with a small open-file limit, then more connections than it can take.
+    let mut command = Command::new("sh");
+    let bin = provider_command().get_program().to_owned();
+    command.arg("-c").arg("ulimit -n 48 && exec \"$0\" \"$@\"").arg(bin);
+    let binary = Binary::start_with(command, tempfile::tempdir().unwrap(), &[], &[]);
+    let socket = binary.socket();
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        held.push(UnixStream::connect(&socket).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_before = binary.usage().1;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu = binary.usage().1 - cpu_before;
+    drop(held);
+    // Once descriptors are free again, clients are served.
+    let started = Instant::now();
+    let mut client = tokio::time::timeout(Duration::from_secs(10), binary.client()).await.expect("connects");
+    client.version(VersionRequest { version: "v1alpha1".into() }).await.unwrap();
+    let recovered = started.elapsed();
+    let log = binary.log();
+    let warnings = log.lines().filter(|l| l.contains("cannot accept connections")).count();
+    eprintln!(
+        "at the fd limit: {cpu:.2} s CPU in 2 s; served again after {recovered:?}; {warnings} warnings"
+    );
+    assert!(cpu < 0.5, "the accept loop used {cpu:.2} s of CPU in 2 s");
+    assert!(log.contains("open-file limit"), "the failure is logged: {log}");
+    assert!(warnings <= 2, "{warnings} warnings: not rate limited");
+    assert!(recovered < Duration::from_secs(5), "served again only after {recovered:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_drivers_4_mib_is_refused_even_with_small_contents() {
+    let (fake, addr) = FakeAws::start().await;
+    let kube = FakeKube::start().await;
+    let kubeconfig = kube.kubeconfig.display().to_string();
+    let endpoint = format!("http://{addr}");
+    let binary = Binary::start(
+        &["--driver-writes-secrets"],
+        &[("KUBECONFIG", &kubeconfig), ("AWS_ENDPOINT_URL", &endpoint)],
+    );
+    let secret = serde_json::json!({"Name": "s", "VersionId": "v-1", "SecretString": "{\"k\":\"v\"}"});
+    fake.set("GetSecretValue", "*", (200, CONTENT_JSON, secret.to_string()));
+    // 8200 one-byte files with 255-byte names: ~8 KB of contents, but each name is sent
+    // twice (file path and object version id), over 4 MiB in all.
+    let mut objects =
+        String::from("- objectName: s\n  objectType: secretsmanager\n  objectAlias: whole\n  jmesPath:\n");
+    for i in 0..8200 {
+        objects.push_str(&format!("    - {{path: k, objectAlias: f{i:05}{}}}\n", "x".repeat(249)));
+    }
+    let mut client = binary.client().await.max_decoding_message_size(64 * 1024 * 1024);
+    let request = request_for(&kube, "big", &[("region", "us-east-1"), ("objects", &objects)]);
+    let err = client.mount(request).await.expect_err("the response is over 4 MiB");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(err.message().contains("over the CSI driver's limit of 4194304 bytes"), "{}", err.message());
+    assert!(err.message().contains("file names and object versions all count"), "{}", err.message());
+}
