@@ -201,8 +201,22 @@ impl ApiClient {
         F: FnOnce(kube::Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, kube::Error>>,
     {
-        let client = self.client(what).await?;
         self.limiter.until_ready().await;
+        self.call_unlimited(resource, what, request).await
+    }
+
+    /// [`Self::call`] outside the `--qps` budget, for requests limited by their caller.
+    async fn call_unlimited<T, F, Fut>(
+        &self,
+        resource: &'static str,
+        what: &str,
+        request: F,
+    ) -> Result<T, ClusterError>
+    where
+        F: FnOnce(kube::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let client = self.client(what).await?;
         let result = match tokio::time::timeout(REQUEST_TIMEOUT * 2, request(client)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(classify(&e, what)),
