@@ -165,11 +165,12 @@ diff -u "$DEPLOY" "$TMP/deploy.yaml" >"$TMP/deploy.diff" \
 grep -qF "image: \"$DEPLOY_IMAGE:" "$DEPLOY" || fail "$DEPLOY does not name the image placeholder $DEPLOY_IMAGE"
 
 # kubernetes-validate has no schema for custom resources: validate the built-in kinds only
-# (SecretProviderClass goes through `check` below; ServiceMonitor only through helm).
+# (SecretProviderClass goes through `check` below; ServiceMonitor only through helm;
+# SecretSync nowhere). examples/*/values.yaml are Helm values, checked below.
 builtin_only() {
   "$V/bin/python" - "$1" "$2" <<'PY'
 import sys, yaml
-custom = {"SecretProviderClass", "ServiceMonitor"}
+custom = {"SecretProviderClass", "ServiceMonitor", "SecretSync"}
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("kind") not in custom]
 yaml.safe_dump_all(docs, open(sys.argv[2], "w"), sort_keys=False)
 PY
@@ -177,7 +178,7 @@ PY
 # Copies under $TMP/validate keep the files' names readable in the report.
 manifests=()
 for f in "$TMP"/chart-*.yaml "$DEPLOY" examples/*/*.yaml; do
-  case "$f" in "$TMP"/*) name=rendered/$(basename "$f") ;; *) name=$f ;; esac
+  case "$f" in */values.yaml) continue ;; "$TMP"/*) name=rendered/$(basename "$f") ;; *) name=$f ;; esac
   mkdir -p "$TMP/validate/$(dirname "$name")"
   builtin_only "$f" "$TMP/validate/$name" || { fail "cannot read $f as YAML"; continue; }
   [ -s "$TMP/validate/$name" ] && manifests+=("$name")
@@ -188,6 +189,24 @@ for name in "${manifests[@]}"; do
   (cd "$TMP/validate" && "$V/bin/kubernetes-validate" --strict --quiet "$name") 2>&1 | sed 's/^/  /'
   [ "${PIPESTATUS[0]}" = 0 ] || fail "kubernetes-validate $name"
 done
+
+echo "--- examples/sync-controller/values.yaml: the provider sidecar of the sync controller"
+"$V/bin/python" - examples/sync-controller/values.yaml <<'PY' || fail "examples/sync-controller/values.yaml"
+import sys, yaml
+values = yaml.safe_load(open(sys.argv[1]))
+[c] = [c for c in values["providerContainer"] if c["name"] == "csi-provider-aws"]
+mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+# The controller's chart mounts the volume providervol at /provider, its --provider-volume.
+want = ["--provider-volume=/provider", "--driver-writes-secrets=true"]
+problems = [f"args lack {a}" for a in want if a not in c["args"]]
+problems += [] if mounts.get("providervol") == "/provider" else ["providervol is not mounted at /provider"]
+problems += [] if any(e["name"] == "AWS_REGION" for e in c.get("env", [])) else ["no AWS_REGION"]
+audiences = [a["audience"] for a in values["tokenRequestAudience"]]
+problems += [] if "sts.amazonaws.com" in audiences else ["no sts.amazonaws.com token audience"]
+for p in problems or ["sidecar args, volume, AWS_REGION and token audience: OK"]:
+    print(f"  {p}")
+sys.exit(1 if problems else 0)
+PY
 
 echo "--- csi-provider-aws check on every example SecretProviderClass"
 if [ -x target/debug/csi-provider-aws ]; then
