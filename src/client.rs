@@ -60,6 +60,7 @@ pub async fn mount(args: &MountArgs) -> Result<String, String> {
     result
 }
 
+/// The Mount call, then the writes when the provider returned the files (driver-writes mode).
 async fn mount_into(
     args: &MountArgs,
     channel: Channel,
