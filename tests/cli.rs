@@ -224,6 +224,7 @@ async fn a_failed_mount_leaves_no_directories_behind() {
 
 #[test]
 fn a_repeated_flag_takes_its_last_value_as_in_go() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
         .arg("--provider-volume=/nonexistent/first")
@@ -236,19 +237,27 @@ fn a_repeated_flag_takes_its_last_value_as_in_go() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let socket = dir.path().join("aws.sock");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            panic!("exited with {status}: {}", String::from_utf8_lossy(&out.stderr));
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
         }
-        assert!(std::time::Instant::now() < deadline, "the last --provider-volume was not served");
+    });
+    // Served on the last --provider-volume (the first one cannot exist).
+    let socket = dir.path().join("aws.sock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !log.lock().unwrap().contains("serving the CSI driver") {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("exited with {status}: {}", log.lock().unwrap());
+        }
+        assert!(std::time::Instant::now() < deadline, "not served: {}", log.lock().unwrap());
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    assert!(std::os::unix::net::UnixStream::connect(&socket).is_ok());
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.lock().unwrap().clone();
     assert!(log.contains("qps=20") && log.contains("burst=30"), "{log}");
 }
