@@ -3,7 +3,10 @@
 # csi-provider-aws: a static musl binary on an empty (scratch) image, plus the CA bundle the
 # AWS SDK reads its TLS roots from. No shell, no package manager, nothing else to patch.
 #
-#   docker build -t csi-provider-aws:0.1.0 .            (BuildKit; multi-arch with buildx)
+#   docker build -t REGISTRY/csi-provider-aws:0.1.0 .   (BuildKit)
+#   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/csi-provider-aws:0.1.0 --push .
+# No registry publishes this image: push it to yours and point the chart's image.repository
+# at it (docs/install.md, "The image").
 #
 # Reproducible: the builder's tag is pinned (pin its digest as well, rust:1.95-alpine@sha256:...,
 # for bit-for-bit rebuilds), dependencies come from Cargo.lock (--locked), and the release

@@ -1,7 +1,9 @@
 //! Command-line flags. ASCP's flags keep their names and meanings (`--provider-volume`,
 //! `--driver-writes-secrets`, `--qps`, `--burst`, `--eks-addon-version`,
 //! `--pod-identity-http-timeout`, `--log-format-json`), Go spellings included: `-flag`,
-//! `--flag=value`, and bare boolean flags.
+//! `--flag=value`, and bare boolean flags. As with Go's `flag` package, a flag given twice
+//! takes its last value (`--qps=5 --qps=20` means 20), so a chart's `extraArgs` can override
+//! a flag the chart already renders.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -12,7 +14,12 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// Secrets Store CSI driver provider for AWS Secrets Manager and SSM Parameter Store.
 #[derive(Debug, Parser)]
-#[command(name = "csi-provider-aws", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "csi-provider-aws",
+    version,
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -35,6 +42,7 @@ pub enum Command {
     },
     /// Act as the CSI driver against a running provider: mount a SecretProviderClass into a
     /// directory (for debugging on a node).
+    #[command(args_override_self = true)]
     Mount {
         /// The provider's socket.
         #[arg(long, default_value = "/var/run/secrets-store-csi-providers/aws.sock")]
@@ -320,6 +328,22 @@ mod tests {
         assert!(args(&["--driver-writes-secrets=maybe"]).is_err());
         assert!(args(&["--qps=-1"]).is_err());
         assert!(args(&["--metrics-addr=nowhere"]).is_err());
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        let s = parse(&["--qps=5", "--qps=20", "-burst=1", "-burst", "30"]).serve;
+        assert_eq!((s.qps, s.burst), (20, 30));
+        let s = parse(&["--driver-writes-secrets", "--driver-writes-secrets=false"]).serve;
+        assert!(!s.driver_writes_secrets);
+        let s = parse(&["--cache-ttl=1m", "--cache-ttl=0", "--log-format=json", "--log-format=text"]).serve;
+        assert_eq!((s.cache_ttl, s.log_format()), (Duration::ZERO, LogFormat::Text));
+        let Some(Command::Mount { pod, .. }) =
+            parse(&["mount", "--spc=s", "--target=t", "--pod=a", "--pod=b"]).command
+        else {
+            panic!("mount subcommand")
+        };
+        assert_eq!(pod, "b");
     }
 
     #[test]

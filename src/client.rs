@@ -3,13 +3,14 @@
 //! manifest, calls Mount over the socket and writes the returned files.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_yaml::Value;
 use tokio::net::UnixStream;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::proto::MountRequest;
 use crate::proto::csi_driver_provider_client::CsiDriverProviderClient;
@@ -30,7 +31,8 @@ pub struct MountArgs {
     pub tokens: Option<String>,
 }
 
-/// Calls Mount and writes the files; returns a human-readable summary.
+/// Calls Mount and writes the files; returns a human-readable summary. On failure nothing is
+/// left behind: directories this call created for the target are removed again.
 pub async fn mount(args: &MountArgs) -> Result<String, String> {
     let text =
         std::fs::read_to_string(&args.spc).map_err(|e| format!("cannot read {}: {e}", args.spc.display()))?;
@@ -48,23 +50,29 @@ pub async fn mount(args: &MountArgs) -> Result<String, String> {
     if let Some(tokens) = &args.tokens {
         attributes.insert(request::TOKENS.to_owned(), tokens.clone());
     }
-    std::fs::create_dir_all(&args.target)
-        .map_err(|e| format!("cannot create {}: {e}", args.target.display()))?;
+    // Connect before creating anything, so a missing provider leaves no trace.
+    let channel = connect(&args.socket).await?;
+    let created = create_target(&args.target)?;
+    let result = mount_into(args, channel, &attributes).await;
+    if result.is_err() {
+        remove_created(created.as_deref());
+    }
+    result
+}
+
+/// The Mount call, then the writes when the provider returned the files (driver-writes mode).
+async fn mount_into(
+    args: &MountArgs,
+    channel: Channel,
+    attributes: &BTreeMap<String, String>,
+) -> Result<String, String> {
     let request = MountRequest {
-        attributes: serde_json::to_string(&attributes).unwrap_or_default(),
+        attributes: serde_json::to_string(attributes).unwrap_or_default(),
         secrets: "{}".into(),
         target_path: args.target.display().to_string(),
         permission: "420".into(),
         current_object_version: Vec::new(),
     };
-    let socket = args.socket.clone();
-    let channel = Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
-        }))
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", args.socket.display()))?;
     let response = CsiDriverProviderClient::new(channel)
         .mount(request)
         .await
@@ -82,6 +90,56 @@ pub async fn mount(args: &MountArgs) -> Result<String, String> {
         summary.push_str(&format!("  {}  version {}\n", version.id, version.version));
     }
     Ok(summary)
+}
+
+/// A channel to the provider's socket, as the driver dials it (authority `localhost`).
+async fn connect(socket: &Path) -> Result<Channel, String> {
+    let path = socket.to_owned();
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .map_err(|e| match io_error_kind(&e) {
+            Some(ErrorKind::NotFound | ErrorKind::ConnectionRefused) => format!(
+                "no provider listening on {} (start the provider, or pass --socket with its \
+                 --provider-volume directory and aws.sock)",
+                socket.display()
+            ),
+            _ => format!("cannot connect to {}: {e}", socket.display()),
+        })
+}
+
+/// The kind of the I/O error somewhere in `error`'s chain of causes.
+fn io_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cause = e.source();
+    }
+    None
+}
+
+/// Creates `target` and any missing parents; returns the outermost directory it created.
+fn create_target(target: &Path) -> Result<Option<PathBuf>, String> {
+    let missing = |dir: &&Path| !dir.as_os_str().is_empty() && std::fs::symlink_metadata(dir).is_err();
+    let outermost = target.ancestors().take_while(missing).last().map(Path::to_owned);
+    std::fs::create_dir_all(target).map_err(|e| {
+        remove_created(outermost.as_deref());
+        format!("cannot create {}: {e}", target.display())
+    })?;
+    Ok(outermost)
+}
+
+/// Removes the directories [`create_target`] made. Everything below them was made by this
+/// command (or the provider on its behalf), since they did not exist before.
+fn remove_created(outermost: Option<&Path>) {
+    if let Some(dir) = outermost {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// The first SecretProviderClass in a manifest: its name and `spec.parameters`.

