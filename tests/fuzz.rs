@@ -5,10 +5,11 @@
 //! more). Failing inputs are kept in `tests/fuzz.proptest-regressions` and replayed first.
 
 use csi_provider_aws::aws::FetchedSecret;
+use csi_provider_aws::class::SecretObject;
 use csi_provider_aws::class::naming::check_file_path;
 use csi_provider_aws::class::{Parameters, SecretProviderClass};
 use csi_provider_aws::proto::MountRequest;
-use csi_provider_aws::render::{ObjectValue, render};
+use csi_provider_aws::render::{Fetched, render};
 use csi_provider_aws::request::MountInput;
 use csi_provider_aws::secret::SecretBytes;
 use proptest::prelude::*;
@@ -141,15 +142,18 @@ proptest! {
         ], 0..6),
     ) {
         let Ok(class) = SecretProviderClass::parse(&params, 0o644) else { return Ok(()) };
-        let values: Vec<ObjectValue> = class.objects.iter().enumerate().map(|(i, _)| ObjectValue::One(FetchedSecret {
-            value: SecretBytes::new(values.get(i).cloned().unwrap_or_default()),
-            version: format!("v{i}"),
-        })).collect();
-        if let Ok(rendered) = render(&class, &values) {
+        let fetched: Vec<Fetched> = class.objects.iter().enumerate().filter_map(|(i, object)| match object {
+            SecretObject::Named(object) => Some(Fetched::One(object, FetchedSecret {
+                value: SecretBytes::new(values.get(i).cloned().unwrap_or_default()),
+                version: format!("v{i}"),
+            })),
+            SecretObject::Collection(_) => None,
+        }).collect();
+        if let Ok(rendered) = render(class.path_translation, &fetched) {
             let declared: Vec<&str> = class.files().map(|(f, _)| f).collect();
-            let produced: Vec<&str> = rendered.files.iter().map(|f| f.path.as_str()).collect();
+            let produced: Vec<&str> = rendered.files.iter().map(|f| f.file.path.as_str()).collect();
             prop_assert_eq!(declared, produced);
-            prop_assert_eq!(rendered.versions.len(), rendered.files.len());
+            prop_assert!(rendered.files.iter().all(|f| f.version.starts_with('v')));
         }
     }
 }

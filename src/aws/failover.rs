@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::listing::Entries;
 use super::{FetchError, FetchTarget, FetchedSecret, SecretRef, SecretStore};
+use crate::class::Collection;
 
 /// One object to fetch, with its name in the failover region when there is one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,6 +35,27 @@ impl FetchFailure {
     }
 }
 
+/// The failover rule, for single objects and collections alike: only a failure another
+/// region may cure (server error, throttling, timeout, network) is tried there.
+fn fails_over(error: &FetchError) -> bool {
+    error.class.is_transient()
+}
+
+/// The outcome of an object from its primary result and, when it was asked, the failover
+/// region's.
+fn settle<T>(
+    primary: Result<T, FetchError>,
+    failover: Option<Result<T, FetchError>>,
+) -> Result<T, FetchFailure> {
+    match (primary, failover) {
+        (Ok(value), _) => Ok(value),
+        (Err(primary), Some(failover)) if fails_over(&primary) => failover.map_err(|failover| {
+            FetchFailure::Both { primary: Box::new(primary), failover: Box::new(failover) }
+        }),
+        (Err(primary), _) => Err(FetchFailure::Primary(primary)),
+    }
+}
+
 /// Fetches every item: each distinct ref once, primary region first, then the failover
 /// region for the items that need it.
 pub async fn fetch(
@@ -48,7 +71,7 @@ pub async fn fetch(
     let retry: Vec<SecretRef> = match failover {
         Some(_) => items
             .iter()
-            .filter(|i| matches!(first.get(&i.primary), Some(Err(e)) if e.class.is_transient()))
+            .filter(|i| matches!(first.get(&i.primary), Some(Err(e)) if fails_over(e)))
             .filter_map(|i| i.failover.clone())
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -65,20 +88,26 @@ pub async fn fetch(
         .map(|item| {
             let primary_result =
                 first.get(&item.primary).cloned().unwrap_or_else(|| Err(missing(&item.primary, primary)));
-            let result = match primary_result {
-                Ok(value) => Ok(value),
-                Err(primary_error) => match item.failover.as_ref().and_then(|f| second.get(f)) {
-                    Some(Ok(value)) => Ok(value.clone()),
-                    Some(Err(failover_error)) => Err(FetchFailure::Both {
-                        primary: Box::new(primary_error),
-                        failover: Box::new(failover_error.clone()),
-                    }),
-                    None => Err(FetchFailure::Primary(primary_error)),
-                },
-            };
-            (item.clone(), result)
+            let failover_result = item.failover.as_ref().and_then(|f| second.get(f)).cloned();
+            (item.clone(), settle(primary_result, failover_result))
         })
         .collect()
+}
+
+/// Lists a collection (at most `max` entries), under the same failover rule as objects.
+pub async fn list(
+    store: &dyn SecretStore,
+    primary: &FetchTarget,
+    failover: Option<&FetchTarget>,
+    collection: &Collection,
+    max: usize,
+) -> Result<Entries, FetchFailure> {
+    let first = store.list(primary, collection, max).await;
+    let second = match (&first, failover) {
+        (Err(e), Some(target)) if fails_over(e) => Some(store.list(target, collection, max).await),
+        _ => None,
+    };
+    settle(first, second)
 }
 
 /// A store that forgot a ref is a bug; report it rather than panic.
