@@ -30,7 +30,7 @@ pub fn check(text: &str, region: Option<&str>) -> Result<Vec<ClassReport>, Strin
             format!("not valid YAML: {message} at line {line}, column {column}")
         }
         ScanError::Limit(reason) => format!("the file is refused: {reason}"),
-        ScanError::TooManyObjects { limit } => format!("more than {limit} entries"),
+        ScanError::TooManyObjects(too_many) => too_many.to_string(),
         ScanError::Deadline => "took too long to read".into(),
     })?;
     let mut reports = Vec::new();
@@ -290,5 +290,75 @@ metadata: {name: other}
         assert!(reports[0].problems[0].contains("does not match"), "{:?}", reports[0].problems);
         assert!(check("kind: Pod\n", None).is_err());
         assert!(check(":\n  - [", None).is_err());
+    }
+
+    /// A manifest with `parameters` as given (indented by four spaces).
+    fn manifest(parameters: &str, synced: &str) -> String {
+        format!(
+            "kind: SecretProviderClass\nmetadata: {{name: c}}\nspec:\n  provider: aws\n{synced}  parameters:\n{parameters}"
+        )
+    }
+
+    #[test]
+    fn nothing_goes_unnoticed_in_one_run() {
+        let objects = |list: &str| format!("    region: us-east-1\n    objects: |\n{list}");
+        let sync_usr = "  secretObjects:\n    - {secretName: s, data: [{objectName: usr, key: k}]}\n";
+        // (manifest, problems wanted, warnings wanted)
+        let cases: Vec<(String, &[&str], &[&str])> = vec![
+            (
+                manifest(
+                    "    region: us-east-1\n    object: |\n      - {objectName: a, objectType: secretsmanager}\n",
+                    "",
+                ),
+                &[],
+                &["parameter \"object\" is unknown and ignored; did you mean \"objects\"?", "mounts nothing"],
+            ),
+            (
+                manifest(
+                    "    regoin: us-east-1\n    objects: '- {objectName: a, objectType: secretsmanager}'\n",
+                    "",
+                ),
+                &[],
+                &["parameter \"regoin\" is unknown and ignored; did you mean \"region\"?"],
+            ),
+            (
+                manifest(&objects("      - objectName: db\n        objectTpe: secretsmanager\n"), ""),
+                &["object \"db\": objectType is missing"],
+                // The line counts from the start of the file.
+                &["objects[0]: unknown key \"objectTpe\" is ignored (line 9); did you mean \"objectType\"?"],
+            ),
+            (
+                manifest(
+                    &objects(
+                        "      - {objectName: a, objectType: vault}\n      - {objectName: x, objectType: secretsmanager}\n      \
+                         - {objectName: y, objectType: secretsmanager, objectAlias: x}\n",
+                    ),
+                    "",
+                ),
+                &["objectType \"vault\" is unknown", "would both write the file \"x\""],
+                &[],
+            ),
+            (
+                manifest(&objects("      - {objectName: a, objectType: vault}\n"), sync_usr),
+                &["objectType \"vault\" is unknown", "\"usr\" matches no mounted file; use one of: a"],
+                &[],
+            ),
+            (
+                manifest(&objects("      - objectName: a\n      - objectName: 'b\n"), ""),
+                &["not valid YAML", "at line 9)"],
+                &[],
+            ),
+        ];
+        for (text, problems, warnings) in cases {
+            let reports = check(&text, None).unwrap();
+            let (found, warned) = (reports[0].problems.join("\n"), reports[0].warnings.join("\n"));
+            for want in problems {
+                assert!(found.contains(want), "{text}\nproblems:\n{found}\nshould contain {want:?}");
+            }
+            assert_eq!(problems.is_empty(), found.is_empty(), "{text}\nproblems:\n{found}");
+            for want in warnings {
+                assert!(warned.contains(want), "{text}\nwarnings:\n{warned}\nshould contain {want:?}");
+            }
+        }
     }
 }

@@ -12,7 +12,9 @@ use tonic::{Code, Status};
 
 use crate::aws::failover::{self, FetchFailure, FetchItem};
 use crate::aws::{FetchTarget, SecretRef, SecretStore};
-use crate::class::{ClassError, CollectionObject, Limits, NamedObject, SecretObject, SecretProviderClass};
+use crate::class::{
+    ClassError, CollectionObject, Limits, NamedObject, SecretObject, SecretProviderClass, TooManyObjects,
+};
 use crate::identity::{CredentialSource, IdentityError};
 use crate::kube::ClusterLookup;
 use crate::proto;
@@ -69,11 +71,8 @@ pub enum MountError {
     NoRegion { namespace: String, pod: String },
     #[error("cannot find the pod's region: {0}")]
     Region(crate::kube::ClusterError),
-    #[error(
-        "the SecretProviderClass has more than {limit} objects, the limit (raise --max-objects \
-         or split the class)"
-    )]
-    TooManyObjects { limit: usize },
+    #[error(transparent)]
+    TooManyObjects(#[from] TooManyObjects),
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error("{}", fetch_message(.failures, *.total))]
@@ -106,7 +105,7 @@ impl MountError {
             Self::Region(crate::kube::ClusterError::Unavailable { .. }) => Code::Unavailable,
             Self::Region(crate::kube::ClusterError::InvalidName { .. }) => Code::InvalidArgument,
             Self::Region(_) => Code::PermissionDenied,
-            Self::TooManyObjects { .. } => Code::InvalidArgument,
+            Self::TooManyObjects(_) => Code::InvalidArgument,
             Self::TooLarge { .. } => Code::ResourceExhausted,
             Self::Identity(e) => e.code(),
             Self::Fetch { failures, .. } => failures.first().map_or(Code::Internal, fetch_code),
@@ -121,7 +120,7 @@ impl MountError {
             Self::Request(_) => "bad_request",
             Self::Class(_) => "invalid_class",
             Self::NoRegion { .. } | Self::Region(_) => "no_region",
-            Self::TooManyObjects { .. } => "too_many_objects",
+            Self::TooManyObjects(_) => "too_many_objects",
             Self::Identity(_) => "identity",
             Self::Fetch { failures, .. } => match failures.first().map(|f| f.primary().class) {
                 Some(class) if class.is_transient() => "aws_unavailable",
@@ -306,7 +305,7 @@ impl Mounter {
         .await
         .map_err(|e| ClassError::new(vec![format!("reading the SecretProviderClass failed: {e}")]))?;
         parsed.map_err(|e| match e.too_many_objects() {
-            Some(limit) => MountError::TooManyObjects { limit },
+            Some(too_many) => MountError::TooManyObjects(too_many),
             None => MountError::Class(e),
         })
     }
@@ -455,31 +454,9 @@ struct Warned(Mutex<HashSet<[u8; 16]>>);
 const WARNED_MAX: usize = 4096;
 
 impl Warned {
+    /// Logs the class's warnings that were not logged before.
     fn log_new(&self, input: &MountInput, warnings: &[String]) {
-        if warnings.is_empty() {
-            return;
-        }
-        let fresh: Vec<String> = {
-            let Ok(mut seen) = self.0.lock() else { return };
-            if seen.len() + warnings.len() > WARNED_MAX {
-                seen.clear();
-            }
-            warnings
-                .iter()
-                .filter(|warning| {
-                    let mut digest = Sha256::new();
-                    for part in [&input.pod.namespace, &input.class_name, *warning] {
-                        digest.update(part.as_bytes());
-                        digest.update([0]);
-                    }
-                    let digest: [u8; 32] = digest.finalize().into();
-                    let mut key = [0; 16];
-                    key.copy_from_slice(&digest[..16]);
-                    seen.insert(key)
-                })
-                .cloned()
-                .collect()
-        };
+        let fresh = self.fresh(&input.pod.namespace, &input.class_name, warnings);
         if !fresh.is_empty() {
             tracing::warn!(
                 class = %input.class_name,
@@ -488,6 +465,29 @@ impl Warned {
                 crate::class::summary(&fresh, "warning(s)")
             );
         }
+    }
+
+    /// The warnings of `class` in `namespace` not seen before (now remembered).
+    fn fresh(&self, namespace: &str, class: &str, warnings: &[String]) -> Vec<String> {
+        let Ok(mut seen) = self.0.lock() else { return Vec::new() };
+        if seen.len() + warnings.len() > WARNED_MAX {
+            seen.clear();
+        }
+        let mut fresh = Vec::new();
+        for warning in warnings {
+            let mut digest = Sha256::new();
+            for part in [namespace, class, warning.as_str()] {
+                digest.update(part.as_bytes());
+                digest.update([0]);
+            }
+            let digest: [u8; 32] = digest.finalize().into();
+            let mut key = [0; 16];
+            key.copy_from_slice(&digest[..16]);
+            if seen.insert(key) {
+                fresh.push(warning.clone());
+            }
+        }
+        fresh
     }
 }
 
@@ -622,5 +622,26 @@ mod tests {
         assert_eq!((err.code(), err.label()), (Code::InvalidArgument, "no_region"));
         let status: Status = err.into();
         assert!(status.message().contains("no AWS region"));
+    }
+
+    #[test]
+    fn a_class_warns_once_not_at_every_rotation_poll() {
+        let warned = Warned::default();
+        let warnings = vec!["unknown key \"objectTpe\"".to_owned(), "unknown key \"x\"".to_owned()];
+        assert_eq!(warned.fresh("ns", "c", &warnings), warnings);
+        assert!(warned.fresh("ns", "c", &warnings).is_empty());
+        assert_eq!(
+            warned.fresh(
+                "ns",
+                "c",
+                &warnings[..1].iter().chain(["new".to_owned()].iter()).cloned().collect::<Vec<_>>()
+            ),
+            vec!["new".to_owned()]
+        );
+        assert_eq!(warned.fresh("other", "c", &warnings).len(), 2, "another namespace's class of that name");
+        for i in 0..WARNED_MAX {
+            warned.fresh("ns", &format!("c{i}"), &warnings[..1]);
+        }
+        assert!(warned.0.lock().unwrap().len() <= WARNED_MAX);
     }
 }

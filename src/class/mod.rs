@@ -28,7 +28,7 @@ pub use model::{
 pub use naming::PathTranslation;
 pub use params::{AddressPreference, AssumeRole, AuthMethod, Parameters, check_region_name};
 pub use raw::Lines;
-pub use scan::{Limits, Positions, ScanError, scan};
+pub use scan::{Limits, Positions, ScanError, TooManyObjects, scan};
 pub use validate::Claim;
 
 /// A validated SecretProviderClass.
@@ -51,7 +51,7 @@ pub struct ClassError {
     pub problems: Vec<String>,
     /// Shown after the problems: an unknown key often explains a missing field.
     pub warnings: Vec<String>,
-    too_many_objects: Option<usize>,
+    too_many_objects: Option<TooManyObjects>,
 }
 
 impl ClassError {
@@ -59,8 +59,8 @@ impl ClassError {
         Self { problems, warnings: Vec::new(), too_many_objects: None }
     }
 
-    /// The `--max-objects` limit, when that is what the class broke.
-    pub fn too_many_objects(&self) -> Option<usize> {
+    /// Set when the class has more objects than `--max-objects`.
+    pub fn too_many_objects(&self) -> Option<TooManyObjects> {
         self.too_many_objects
     }
 }
@@ -112,7 +112,7 @@ pub struct Checked {
     pub warnings: Vec<String>,
     /// Every file the objects claim, those of invalid objects included.
     pub claims: Vec<Claim>,
-    too_many_objects: Option<usize>,
+    too_many_objects: Option<TooManyObjects>,
 }
 
 impl Checked {
@@ -152,12 +152,9 @@ impl SecretProviderClass {
             Ok(raw) => raw,
             Err(refused) => {
                 problems.push(match refused {
-                    ScanError::TooManyObjects { limit } => {
-                        too_many_objects = Some(limit);
-                        format!(
-                            "the SecretProviderClass has more than {limit} objects, the limit \
-                             (--max-objects): raise --max-objects or split the class"
-                        )
+                    ScanError::TooManyObjects(too_many) => {
+                        too_many_objects = Some(too_many);
+                        too_many.to_string()
                     }
                     ScanError::Limit(reason) => format!("the objects parameter is refused: {reason}"),
                     ScanError::Deadline => "reading the objects parameter took longer than the mount may \

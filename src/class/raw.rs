@@ -68,6 +68,15 @@ impl Lines {
             Some(first) => format!("line {}", first + line.saturating_sub(1)),
         }
     }
+
+    /// A line and column; the column only within `objects` (in a file, the block's
+    /// indentation is not known).
+    fn show_column(self, line: usize, column: usize) -> String {
+        match self.first {
+            None => format!("{}, column {column}", self.show(line)),
+            Some(_) => self.show(line),
+        }
+    }
 }
 
 /// Parses the `objects` parameter within `limits`. Empty or absent means no objects. A
@@ -80,7 +89,7 @@ pub fn parse_objects(yaml: &str, limits: &Limits, lines: Lines) -> Result<RawObj
     let positions = match scan::scan(yaml, limits, "objects") {
         Ok(positions) => positions,
         Err(ScanError::Syntax { message, line, column }) => {
-            out.problems.push(not_yaml(&format!("{message} at {}, column {column}", lines.show(line))));
+            out.problems.push(not_yaml(&format!("{message} at {}", lines.show_column(line, column))));
             return Ok(out);
         }
         Err(refused) => return Err(refused),
@@ -170,7 +179,7 @@ fn relocate(error: &serde_yaml::Error, lines: Lines) -> String {
         Some(at) => {
             let suffix = format!(" at line {} column {}", at.line(), at.column());
             let message = text.strip_suffix(&suffix).unwrap_or(&text);
-            format!("{message} at {}, column {}", lines.show(at.line()), at.column())
+            format!("{message} at {}", lines.show_column(at.line(), at.column()))
         }
         None => text,
     }

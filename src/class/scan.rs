@@ -57,9 +57,23 @@ pub enum ScanError {
     /// Over a limit; the message names it and the fix.
     Limit(String),
     /// More entries than `--max-objects`.
-    TooManyObjects { limit: usize },
+    TooManyObjects(TooManyObjects),
     /// The mount's deadline passed while reading.
     Deadline,
+}
+
+/// More entries in `objects` than `--max-objects` allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the SecretProviderClass has {}{count} objects; the limit is {limit} (raise --max-objects or \
+     split the class)",
+    if *.complete { "" } else { "at least " }
+)]
+pub struct TooManyObjects {
+    pub count: usize,
+    pub limit: usize,
+    /// False when counting stopped at another limit: `count` is a lower bound.
+    pub complete: bool,
 }
 
 /// Where things are in the text, for messages: lines (from 1) of keys and list items by path
@@ -124,148 +138,195 @@ pub fn scan(text: &str, limits: &Limits, root: &str) -> Result<Positions, ScanEr
     options.flow_nesting_limit = limits.max_depth + 2;
     options.block_nesting_limit = limits.max_depth + 2;
     let mut parser = Parser::new_from_str_with_options(text, options);
+    let mut budget = Budget {
+        limits,
+        root,
+        positions: Positions::default(),
+        anchors: HashMap::new(),
+        stack: Vec::new(),
+        nodes: 0,
+        text: 0,
+        documents: 0,
+        events: 0,
+        objects: 0,
+    };
+    let result = loop {
+        let event = match parser.next_event() {
+            None => break Ok(()),
+            // The scanner runs ahead of the events: its own guard may stop a deep nest first.
+            Some(Err(e)) if matches!(e.kind(), ErrorKind::RecursionLimitExceeded) => {
+                break Err(budget.too_deep());
+            }
+            Some(Err(e)) => {
+                let (message, line, column) = (e.info(), e.marker().line(), e.marker().col() + 1);
+                break Err(ScanError::Syntax { message, line, column });
+            }
+            Some(Ok(event)) => event,
+        };
+        if let Err(e) = budget.event(&event.0, event.1.start.line()) {
+            break Err(e);
+        }
+    };
+    // Past --max-objects, the rest is only counted (within every other limit), so that the
+    // message can say how many there are.
+    if budget.objects > limits.max_objects {
+        let (count, limit, complete) = (budget.objects, limits.max_objects, result.is_ok());
+        return Err(ScanError::TooManyObjects(TooManyObjects { count, limit, complete }));
+    }
+    result.map(|()| budget.positions)
+}
 
-    let mut positions = Positions::default();
-    // Expanded size (nodes, text bytes) of every finished anchored node.
-    let mut anchors: HashMap<usize, (usize, usize)> = HashMap::new();
-    let mut stack: Vec<Frame> = Vec::new();
-    let (mut nodes, mut text_bytes, mut documents, mut events) = (0usize, 0usize, 0usize, 0usize);
+/// What has been read so far, against the limits.
+struct Budget<'a> {
+    limits: &'a Limits,
+    root: &'a str,
+    positions: Positions,
+    /// Expanded size (nodes, text bytes) of every finished anchored node.
+    anchors: HashMap<usize, (usize, usize)>,
+    stack: Vec<Frame>,
+    nodes: usize,
+    text: usize,
+    documents: usize,
+    events: usize,
+    /// Entries of the top-level list.
+    objects: usize,
+}
 
-    let too_deep = || {
+impl Budget<'_> {
+    fn too_deep(&self) -> ScanError {
         ScanError::Limit(format!(
             "its lists and mappings nest more than {} levels deep (the depth limit): flatten them",
-            limits.max_depth
+            self.limits.max_depth
         ))
-    };
-    while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(|e| match e.kind() {
-            // The scanner runs ahead of the events: its own guard may stop a deep nest first.
-            ErrorKind::RecursionLimitExceeded => too_deep(),
-            _ => {
-                ScanError::Syntax { message: e.info(), line: e.marker().line(), column: e.marker().col() + 1 }
-            }
-        })?;
-        events += 1;
-        if events % 4096 == 0 && limits.deadline.is_some_and(|d| Instant::now() >= d) {
+    }
+
+    fn event(&mut self, event: &Event<'_>, line: usize) -> Result<(), ScanError> {
+        self.events += 1;
+        if self.events % 4096 == 0 && self.limits.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(ScanError::Deadline);
         }
-        let line = span.start.line();
-        let (added_nodes, added_text, opens, anchor) = match &event {
+        let (added_nodes, added_text, anchor) = match event {
             Event::DocumentStart(..) => {
-                documents += 1;
-                continue;
+                self.documents += 1;
+                return Ok(());
             }
-            Event::Scalar(value, _, anchor, _) => (1, value.len(), false, *anchor),
-            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => (1, 0, true, *anchor),
+            Event::Scalar(value, _, anchor, _) => (1, value.len(), *anchor),
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => (1, 0, *anchor),
             Event::Alias(id) => {
-                let (n, t) = anchors.get(id).copied().unwrap_or((1, 0));
-                (n, t, false, 0)
+                let (nodes, text) = self.anchors.get(id).copied().unwrap_or((1, 0));
+                (nodes, text, 0)
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                if let Some(frame) = stack.pop()
+                if let Some(frame) = self.stack.pop()
                     && frame.anchor != 0
                 {
-                    anchors
-                        .insert(frame.anchor, (nodes - frame.nodes_before, text_bytes - frame.text_before));
+                    let size = (self.nodes - frame.nodes_before, self.text - frame.text_before);
+                    self.anchors.insert(frame.anchor, size);
                 }
-                continue;
+                return Ok(());
             }
-            _ => continue,
+            _ => return Ok(()),
         };
 
         // A node: count it (with everything an alias stands for) and place it.
-        nodes = nodes.saturating_add(added_nodes);
-        text_bytes = text_bytes.saturating_add(added_text);
-        if nodes > limits.max_nodes {
+        self.nodes = self.nodes.saturating_add(added_nodes);
+        self.text = self.text.saturating_add(added_text);
+        if self.nodes > self.limits.max_nodes {
             return Err(ScanError::Limit(format!(
                 "it has more than {} YAML nodes, the limit (an alias counts as every node it \
                  repeats): write the objects out instead of repeating anchors, or split the class",
-                limits.max_nodes
+                self.limits.max_nodes
             )));
         }
-        if text_bytes > limits.max_text {
+        if self.text > self.limits.max_text {
             return Err(ScanError::Limit(format!(
                 "its text is more than {} bytes, the limit (an alias counts as all the text it \
                  repeats): write the objects out instead of repeating anchors, or split the class",
-                limits.max_text
+                self.limits.max_text
             )));
         }
-        let path = place(&mut stack, &mut positions, root, documents, line, &event);
-        if stack.len() == 1
-            && matches!(stack[0].kind, FrameKind::Sequence { next } if next > limits.max_objects)
-        {
-            return Err(ScanError::TooManyObjects { limit: limits.max_objects });
-        }
-        if opens {
-            if stack.len() >= limits.max_depth {
-                return Err(too_deep());
+        if self.stack.len() == 1 && matches!(self.stack[0].kind, FrameKind::Sequence { .. }) {
+            self.objects += 1;
+            // Counting far past the limit tells nobody anything more.
+            if self.objects > self.limits.max_objects.saturating_mul(2) {
+                let (count, limit) = (self.objects, self.limits.max_objects);
+                return Err(ScanError::TooManyObjects(TooManyObjects { count, limit, complete: false }));
             }
-            let kind = match event {
-                Event::SequenceStart(..) => FrameKind::Sequence { next: 0 },
-                _ => FrameKind::Mapping { key: None },
-            };
-            stack.push(Frame { anchor, nodes_before: nodes - 1, text_before: text_bytes, path, kind });
-        } else if anchor != 0 {
-            anchors.insert(anchor, (1, added_text));
         }
-    }
-    Ok(positions)
-}
-
-/// Works out the path of a node from its parent, recording key and value lines; returns the
-/// node's own path (empty when too deep to record).
-fn place(
-    stack: &mut [Frame],
-    positions: &mut Positions,
-    root: &str,
-    documents: usize,
-    line: usize,
-    event: &Event<'_>,
-) -> String {
-    let depth = stack.len();
-    let Some(parent) = stack.last_mut() else {
-        return if documents <= 1 { root.to_owned() } else { format!("{root}#{}", documents - 1) };
-    };
-    let record = depth < RECORDED_DEPTH && !parent.path.is_empty();
-    match &mut parent.kind {
-        FrameKind::Sequence { next } => {
-            *next += 1;
-            if !record {
-                return String::new();
-            }
-            let path = format!("{}[{}]", parent.path, *next - 1);
-            positions.lines.insert(path.clone(), line);
-            path
-        }
-        FrameKind::Mapping { key: key @ None } => {
-            // A key: record where it is; complex keys get no path.
-            let path = match event {
-                Event::Scalar(text, ..) if record && text.len() <= RECORDED_KEY => {
-                    let path = format!("{}.{text}", parent.path);
-                    positions.lines.insert(path.clone(), line);
-                    path
+        let record = self.objects <= self.limits.max_objects;
+        let path = self.place(line, event, record);
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                if self.stack.len() >= self.limits.max_depth {
+                    return Err(self.too_deep());
                 }
-                _ => String::new(),
-            };
-            *key = Some(path);
-            String::new()
-        }
-        FrameKind::Mapping { key } => {
-            let path = key.take().unwrap_or_default();
-            if let Event::Scalar(text, style, ..) = event
-                && !path.is_empty()
-            {
-                // A `|` or `>` block starts at its first non-blank line; its text keeps one
-                // line feed for each blank line before that.
-                let blank = match style {
-                    ScalarStyle::Literal | ScalarStyle::Folded => {
-                        text.bytes().take_while(|b| *b == b'\n').count()
-                    }
-                    _ => 0,
+                let kind = match event {
+                    Event::SequenceStart(..) => FrameKind::Sequence { next: 0 },
+                    _ => FrameKind::Mapping { key: None },
                 };
-                positions.values.insert(path.clone(), line.saturating_sub(blank));
+                let (nodes_before, text_before) = (self.nodes - 1, self.text);
+                self.stack.push(Frame { anchor, nodes_before, text_before, path, kind });
             }
-            path
+            _ if anchor != 0 => {
+                self.anchors.insert(anchor, (1, added_text));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Works out the path of a node from its parent, recording key and value lines (when
+    /// `record`); returns the node's own path (empty when not recorded).
+    fn place(&mut self, line: usize, event: &Event<'_>, record: bool) -> String {
+        let depth = self.stack.len();
+        let Some(parent) = self.stack.last_mut() else {
+            return match self.documents {
+                0 | 1 => self.root.to_owned(),
+                n => format!("{}#{}", self.root, n - 1),
+            };
+        };
+        let record = record && depth < RECORDED_DEPTH && !parent.path.is_empty();
+        let positions = &mut self.positions;
+        match &mut parent.kind {
+            FrameKind::Sequence { next } => {
+                *next += 1;
+                if !record {
+                    return String::new();
+                }
+                let path = format!("{}[{}]", parent.path, *next - 1);
+                positions.lines.insert(path.clone(), line);
+                path
+            }
+            FrameKind::Mapping { key: key @ None } => {
+                // A key: record where it is; complex keys get no path.
+                let path = match event {
+                    Event::Scalar(text, ..) if record && text.len() <= RECORDED_KEY => {
+                        let path = format!("{}.{text}", parent.path);
+                        positions.lines.insert(path.clone(), line);
+                        path
+                    }
+                    _ => String::new(),
+                };
+                *key = Some(path);
+                String::new()
+            }
+            FrameKind::Mapping { key } => {
+                let path = key.take().unwrap_or_default();
+                if let Event::Scalar(text, style, ..) = event
+                    && !path.is_empty()
+                {
+                    // A `|` or `>` block starts at its first non-blank line; its text keeps
+                    // one line feed for each blank line before that.
+                    let blank = match style {
+                        ScalarStyle::Literal | ScalarStyle::Folded => {
+                            text.bytes().take_while(|b| *b == b'\n').count()
+                        }
+                        _ => 0,
+                    };
+                    positions.values.insert(path.clone(), line.saturating_sub(blank));
+                }
+                path
+            }
         }
     }
 }
@@ -303,7 +364,8 @@ mod tests {
         let fan_out = format!("- a: &a [{}]\n  b: [{}]\n", vec!["x"; 40].join(","), vec!["*a"; 40].join(","));
         let text_fan_out = format!("- a: &a {}\n  b: [*a, *a, *a, *a]\n", "x".repeat(3000));
         let cases = [
-            ("- {}\n".repeat(11), "objects"),
+            ("- {}\n".repeat(11), "has 11 objects; the limit is 10"),
+            ("- {}\n".repeat(25), "at least 21 objects; the limit is 10"),
             (fan_out, "nodes"),
             (text_fan_out, "text"),
             (format!("- {}{}", "[".repeat(9), "]".repeat(9)), "nest"),
@@ -313,7 +375,7 @@ mod tests {
         for (text, want) in cases {
             let message = match refused(&text) {
                 ScanError::Limit(m) => m,
-                ScanError::TooManyObjects { limit } => format!("objects {limit}"),
+                ScanError::TooManyObjects(too_many) => too_many.to_string(),
                 other => panic!("{other:?}"),
             };
             assert!(message.contains(want), "{text:.40}: {message}");
