@@ -309,4 +309,40 @@ mod tests {
         assert_eq!(rendered.files[0].file.contents.expose(), &[0, 159, 146, 150]);
         assert_eq!((rendered.files[0].file.path.as_str(), rendered.files[0].version.as_str()), ("bin", "v9"));
     }
+
+    #[test]
+    fn collection_entries_carry_their_own_versions_and_may_not_collide() {
+        let class = class(
+            "- {objectType: ssmparameter, path: /app/, filePermission: '0600'}\n- {objectName: one, objectType: secretsmanager}",
+        );
+        let (SecretObject::Collection(set), SecretObject::Named(one)) =
+            (&class.objects[0], &class.objects[1])
+        else {
+            panic!("a collection, then a named object")
+        };
+        let entry = |name: &str, version: &str| {
+            (
+                name.to_owned(),
+                FetchedSecret { value: SecretBytes::from(name.to_owned()), version: version.into() },
+            )
+        };
+        let objects = [
+            Fetched::Many(set, vec![entry("/app/a", "3"), entry("/app/b/c", "7")]),
+            Fetched::One(one, fetched("x")),
+        ];
+        let rendered = render(class.path_translation, &objects).unwrap();
+        let files: Vec<(&str, u32, &str)> =
+            rendered.files.iter().map(|f| (f.file.path.as_str(), f.file.mode, f.version.as_str())).collect();
+        assert_eq!(files, vec![("a", 0o600, "3"), ("b_c", 0o600, "7"), ("one", 0o644, "v1")]);
+
+        let cases = [
+            (vec![entry("/app/one", "1")], "would both write the file \"one\""),
+            (vec![entry("/app/..", "1")], "entry \"/app/..\" cannot be a file"),
+        ];
+        for (entries, want) in cases {
+            let objects = [Fetched::Many(set, entries), Fetched::One(one, fetched("x"))];
+            let err = render(class.path_translation, &objects).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
 }

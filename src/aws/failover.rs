@@ -1,7 +1,8 @@
 //! A mount's fetches across its primary and optional failover region. Unlike ASCP, which asks
-//! both regions for every object, the failover region is asked only for objects whose
-//! primary fetch failed in a way another region may cure (server error, throttling, timeout,
-//! network); a client error (not found, access denied) fails with the primary's message.
+//! both regions for every object, the failover region is asked only for objects (and
+//! collections, by the same rule) whose primary fetch failed in a way another region may cure
+//! (server error, throttling, timeout, network); a client error (not found, access denied)
+//! fails with the primary's message.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -242,5 +243,51 @@ mod tests {
         let calls = store.calls.lock().unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].1, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    /// Lists from a table of region -> outcome, recording the regions asked.
+    struct ListStore {
+        outcomes: HashMap<&'static str, Result<(), ErrorClass>>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl SecretStore for ListStore {
+        fn fetch<'a>(&'a self, _: &'a FetchTarget, _: &'a [SecretRef]) -> BoxFuture<'a, FetchResults> {
+            Box::pin(async { HashMap::new() })
+        }
+
+        fn list<'a>(
+            &'a self,
+            target: &'a FetchTarget,
+            _: &'a Collection,
+            _: usize,
+        ) -> BoxFuture<'a, Result<Entries, FetchError>> {
+            self.asked.lock().unwrap().push(target.region.clone());
+            let outcome = self.outcomes.get(target.region.as_str()).copied().unwrap_or(Ok(()));
+            let result =
+                outcome.map(|()| Vec::new()).map_err(|class| error(&secret("set"), &target.region, class));
+            Box::pin(async move { result })
+        }
+    }
+
+    #[tokio::test]
+    async fn collections_fall_over_by_the_same_rule() {
+        let set = Collection::ParameterPath { path: "/app/".into(), recursive: false };
+        let cases: [(&[(&'static str, Result<(), ErrorClass>)], &[&str], bool); 4] = [
+            (&[("east", Ok(()))], &["east"], true),
+            (&[("east", Err(ErrorClass::Throttled))], &["east", "west"], true),
+            (&[("east", Err(ErrorClass::Client))], &["east"], false),
+            (
+                &[("east", Err(ErrorClass::Server)), ("west", Err(ErrorClass::Network))],
+                &["east", "west"],
+                false,
+            ),
+        ];
+        for (outcomes, asked, ok) in cases {
+            let store = ListStore { outcomes: outcomes.iter().cloned().collect(), asked: Mutex::default() };
+            let result = list(&store, &target("east"), Some(&target("west")), &set, 10).await;
+            assert_eq!(result.is_ok(), ok, "{outcomes:?}: {result:?}");
+            assert_eq!(*store.asked.lock().unwrap(), asked, "{outcomes:?}");
+        }
     }
 }
