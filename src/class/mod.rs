@@ -68,26 +68,38 @@ impl ClassError {
 impl std::error::Error for ClassError {}
 
 /// Problems shown in a message; the rest are counted. The message travels in a gRPC
-/// header (the driver puts it in pod events): it has to stay well below 16 KiB.
+/// header (the driver puts it in pod events), percent-encoded beyond ASCII: with both
+/// summaries at their longest it stays below 16 KiB even then.
 const SHOWN: usize = 10;
-/// Longest problem shown, in bytes.
-const SHOWN_BYTES: usize = 600;
+/// Longest problem shown, and most bytes of problems shown, in bytes.
+const SHOWN_BYTES: usize = 500;
+const SHOWN_TOTAL: usize = 2500;
 
 /// The first few of `items`, each cut to a bounded length, then how many were left out.
 pub fn summary(items: &[String], what: &str) -> String {
-    let mut text = items
-        .iter()
-        .take(SHOWN)
-        .map(|item| match item.char_indices().nth(SHOWN_BYTES) {
-            Some((cut, _)) => format!("{}...", &item[..cut]),
-            None => item.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    if items.len() > SHOWN {
+    let mut text = String::new();
+    let mut shown = 0;
+    for item in items.iter().take(SHOWN) {
+        let mut cut = item.len().min(SHOWN_BYTES);
+        while !item.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if shown > 0 && text.len() + cut > SHOWN_TOTAL {
+            break;
+        }
+        if shown > 0 {
+            text.push_str("; ");
+        }
+        text.push_str(&item[..cut]);
+        if cut < item.len() {
+            text.push_str("...");
+        }
+        shown += 1;
+    }
+    if items.len() > shown {
         text.push_str(&format!(
             "; and {} more {what} (`csi-provider-aws check` lists them all)",
-            items.len() - SHOWN
+            items.len() - shown
         ));
     }
     text

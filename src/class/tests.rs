@@ -361,3 +361,46 @@ fn yaml_merge_keys_and_empty_file_permission_behave_like_ascp() {
                    - <<: *base\n  objectAlias: two\n";
     assert_eq!(files(&params(objects)), vec![("one".to_owned(), 0o644), ("two".to_owned(), 0o644)]);
 }
+
+#[test]
+fn messages_stay_bounded_and_say_how_many_are_left_out() {
+    let long = "é".repeat(100);
+    let objects: String = (0..500).map(|i| format!("- {{objectName: '{long}{i}'}}\n")).collect();
+    let err = parse(&params(&objects)).unwrap_err();
+    assert_eq!(err.problems.len(), 500, "every problem is kept for check");
+    let message = err.to_string();
+    assert!(message.len() < 4 * 1024, "{} bytes", message.len());
+    assert!(message.contains("; and 49") && message.contains("more problem(s)"), "{message}");
+}
+
+#[test]
+fn problems_of_one_object_do_not_hide_those_of_others() {
+    let cases = [
+        (
+            "- {objectName: x, objectType: vault}\n- {objectName: x, objectType: secretsmanager}",
+            &["objectType \"vault\" is unknown", "would both write the file \"x\""][..],
+        ),
+        (
+            "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: 'a-b', objectAlias: b}]}\n\
+             - {objectName: b, objectType: secretsmanager}",
+            &["not a valid JMESPath", "would both write the file \"b\""][..],
+        ),
+        (
+            "- {objectAlias: y, objectType: secretsmanager, filePermission: '9'}\n- {objectName: y, objectType: secretsmanager}",
+            &[
+                "objects[0]: objectName is missing",
+                "objects[0]: filePermission \"9\"",
+                "would both write the file \"y\"",
+            ][..],
+        ),
+    ];
+    for (objects, wants) in cases {
+        let found = problems(&params(objects));
+        for want in wants {
+            assert!(
+                found.iter().any(|p| p.contains(want)),
+                "{objects}\n  {found:?}\n  should contain {want:?}"
+            );
+        }
+    }
+}

@@ -41,7 +41,7 @@ pub(super) struct ObjectCheck<'r> {
 /// Collects one object's problems, each prefixed with how the object is named.
 struct Problems<'p> {
     label: String,
-    out: &'p mut Vec<String>,
+    list: &'p mut Vec<String>,
     count: usize,
 }
 
@@ -53,7 +53,7 @@ impl Problems<'_> {
 
     /// "LABEL" directly followed by `text`.
     fn add_after(&mut self, text: String) {
-        self.out.push(format!("{}{text}", self.label));
+        self.list.push(format!("{}{text}", self.label));
         self.count += 1;
     }
 }
@@ -66,7 +66,7 @@ impl ObjectCheck<'_> {
         }
         let name = raw.object_name.clone();
         let label = name.as_ref().map_or_else(|| format!("objects[{index}]"), |n| format!("object {n:?}"));
-        let mut out = Problems { label, out: problems, count: 0 };
+        let mut out = Problems { label, list: problems, count: 0 };
         let mut validated = Validated::default();
         if name.is_none() {
             out.add("objectName is missing; set it to the secret's name or ARN");
@@ -98,11 +98,12 @@ impl ObjectCheck<'_> {
         validated.claims.extend(file.iter().map(|f| Claim { file: f.clone(), owner: owner.clone() }));
         let mut jmes_path = Vec::new();
         for (i, entry) in raw.jmes_path.iter().enumerate() {
-            if let Some(entry) = self.jmes_entry(i, entry, mode, &mut out) {
-                let owner = format!("jmesPath {:?} of object {name:?}", entry.path);
-                validated.claims.push(Claim { file: entry.file.clone(), owner });
-                jmes_path.push(entry);
+            let (file, entry) = self.jmes_entry(i, entry, mode, &mut out);
+            if let Some(file) = file {
+                let path = raw.jmes_path[i].path.as_deref().unwrap_or_default();
+                validated.claims.push(Claim { file, owner: format!("jmesPath {path:?} of object {name:?}") });
             }
+            jmes_path.extend(entry);
         }
         let failover_name = raw
             .failover_object
@@ -143,7 +144,7 @@ impl ObjectCheck<'_> {
     fn collection(&self, index: usize, raw: &RawObject, problems: &mut Vec<String>) -> Validated {
         let path = raw.path.clone();
         let label = path.clone().unwrap_or_else(|| format!("objects[{index}]"));
-        let mut out = Problems { label: format!("object with path {label:?}"), out: problems, count: 0 };
+        let mut out = Problems { label: format!("object with path {label:?}"), list: problems, count: 0 };
         let object_type = raw.object_type.as_deref().and_then(ObjectType::parse);
         if object_type.is_none() {
             out.add("objectType must be \"ssmparameter\" or \"secretsmanager\" for a path");
@@ -233,16 +234,17 @@ impl ObjectCheck<'_> {
         }
     }
 
+    /// One jmesPath entry: its file (when its objectAlias makes a valid one, for the
+    /// conflict check) and the entry (when it has no problem).
     fn jmes_entry(
         &self,
         index: usize,
         raw: &RawJmesPath,
         object_mode: u32,
         out: &mut Problems<'_>,
-    ) -> Option<JmesPathEntry> {
-        let before = out.count;
+    ) -> (Option<String>, Option<JmesPathEntry>) {
         let label = format!("{}: jmesPath[{index}]", out.label);
-        let mut entry = Problems { label, out: &mut *out.out, count: 0 };
+        let mut entry = Problems { label, list: &mut *out.list, count: 0 };
         let (path, alias) = (raw.path.clone(), raw.object_alias.as_deref());
         if path.is_none() || alias.is_none() {
             entry.add_after(" needs both path (the expression) and objectAlias (the file name)".into());
@@ -264,14 +266,15 @@ impl ObjectCheck<'_> {
         let allow_non_string = go::parse_bool_field("allowNonString", &raw.allow_non_string)
             .map_err(|e| entry.add(e))
             .unwrap_or_default();
-        let valid = entry.count == 0;
-        out.count = before + entry.count;
-        match (path, expression, file) {
-            (Some(path), Some(expression), Some(file)) if valid => {
-                Some(JmesPathEntry { path, expression, file, mode, encoding, allow_non_string })
+        let problems = entry.count;
+        out.count += problems;
+        let valid = match (path, expression, &file) {
+            (Some(path), Some(expression), Some(file)) if problems == 0 => {
+                Some(JmesPathEntry { path, expression, file: file.clone(), mode, encoding, allow_non_string })
             }
             _ => None,
-        }
+        };
+        (file, valid)
     }
 
     fn failover(
