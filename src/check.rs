@@ -1,5 +1,7 @@
 //! `csi-provider-aws check FILE`: validates SecretProviderClasses offline, with the same
-//! rules a mount applies, and prints the files each would produce or every problem found.
+//! rules and limits a mount applies, and prints the files each would produce, every problem
+//! found and every warning (unknown keys with a "did you mean", a class that mounts nothing),
+//! with line numbers counted from the start of the file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::class::{Parameters, SecretProviderClass};
+use crate::class::{Limits, Lines, Parameters, Positions, ScanError, SecretObject, SecretProviderClass};
 
 /// The driver's default file mode (`permission` "420").
 const DEFAULT_MODE: u32 = 0o644;
@@ -23,18 +25,25 @@ pub struct ClassReport {
 
 /// Checks every SecretProviderClass in `text` (a manifest, or just an `objects` list).
 pub fn check(text: &str, region: Option<&str>) -> Result<Vec<ClassReport>, String> {
+    let positions = crate::class::scan(text, &Limits::manifest(), "manifest").map_err(|e| match e {
+        ScanError::Syntax { message, line, column } => {
+            format!("not valid YAML: {message} at line {line}, column {column}")
+        }
+        ScanError::Limit(reason) => format!("the file is refused: {reason}"),
+        ScanError::TooManyObjects(too_many) => too_many.to_string(),
+        ScanError::Deadline => "took too long to read".into(),
+    })?;
     let mut reports = Vec::new();
-    let mut documents = 0;
-    for document in serde_yaml::Deserializer::from_str(text) {
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value = Value::deserialize(document).map_err(|e| format!("not valid YAML: {e}"))?;
-        documents += 1;
         match &value {
             Value::Mapping(map) if map.get("kind").and_then(Value::as_str) == Some("SecretProviderClass") => {
-                reports.push(check_manifest(&value, region));
+                let root = if index == 0 { "manifest".to_owned() } else { format!("manifest#{index}") };
+                reports.push(check_manifest(&value, region, objects_lines(&positions, &root)));
             }
-            Value::Sequence(_) if documents == 1 => {
+            Value::Sequence(_) if index == 0 => {
                 let params = Parameters { objects: Some(text.to_owned()), ..Parameters::default() };
-                reports.push(check_parameters("objects", &params, region, &[]));
+                reports.push(check_parameters("objects", &params, region, &[], Lines { first: Some(1) }));
             }
             _ => {}
         }
@@ -43,6 +52,11 @@ pub fn check(text: &str, region: Option<&str>) -> Result<Vec<ClassReport>, Strin
         return Err("found no SecretProviderClass (kind: SecretProviderClass) and no objects list".into());
     }
     Ok(reports)
+}
+
+/// Where the `objects` text of the document at `root` starts in the file.
+fn objects_lines(positions: &Positions, root: &str) -> Lines {
+    Lines { first: positions.value_line(&format!("{root}.spec.parameters.objects")) }
 }
 
 /// Renders reports as the command prints them.
@@ -76,7 +90,7 @@ pub fn format(reports: &[ClassReport]) -> String {
     out
 }
 
-fn check_manifest(manifest: &Value, region: Option<&str>) -> ClassReport {
+fn check_manifest(manifest: &Value, region: Option<&str>, lines: Lines) -> ClassReport {
     let name =
         manifest.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("<unnamed>");
     let label = format!("SecretProviderClass {name:?}");
@@ -106,7 +120,7 @@ fn check_manifest(manifest: &Value, region: Option<&str>) -> ClassReport {
     let params: Parameters =
         serde_json::from_value(serde_json::to_value(&raw).unwrap_or_default()).unwrap_or_default();
     let synced = synced_files(spec);
-    let mut report = check_parameters(&label, &params, region, &synced);
+    let mut report = check_parameters(&label, &params, region, &synced, lines);
     problems.append(&mut report.problems);
     report.problems = problems;
     report
@@ -132,38 +146,55 @@ fn check_parameters(
     params: &Parameters,
     region: Option<&str>,
     synced: &[(String, String)],
+    lines: Lines,
 ) -> ClassReport {
-    let mut report =
-        ClassReport { name: label.to_owned(), files: Vec::new(), problems: Vec::new(), warnings: Vec::new() };
-    let class = match SecretProviderClass::parse(params, DEFAULT_MODE) {
-        Ok(class) => class,
-        Err(e) => {
-            report.problems = e.problems;
-            return report;
-        }
+    let checked = SecretProviderClass::check(params, DEFAULT_MODE, &Limits::default(), lines);
+    let mut report = ClassReport {
+        name: label.to_owned(),
+        files: Vec::new(),
+        problems: checked.problems,
+        warnings: checked.warnings,
     };
-    report.warnings.clone_from(&class.warnings);
+    // secretObjects name files: checked against every file an object claims, valid or not.
+    let claimed: Vec<&str> = checked.claims.iter().map(|c| c.file.as_str()).collect();
+    for (place, name) in synced {
+        if !claimed.contains(&name.as_str()) {
+            report.problems.push(format!(
+                "{place} {name:?} matches no mounted file; use one of: {}",
+                claimed.join(", ")
+            ));
+        }
+    }
+    let Some(class) = checked.class else { return report };
+    if class.objects.is_empty() {
+        report.warnings.push("the class mounts nothing: objects is empty or missing".into());
+    }
     match class.region.as_deref().or(region) {
         Some(region) => {
             if let Err(e) = class.check_regions(region) {
                 report.problems.extend(e.problems);
             }
         }
-        None if class.objects.iter().any(|o| o.arn.is_some()) => report.warnings.push(
-            "no region set: ARN regions were not checked (pass --region, or the provider's \
-             AWS_REGION / the node's region applies at mount time)"
-                .into(),
-        ),
+        None if class.objects.iter().any(|o| matches!(o, SecretObject::Named(n) if n.arn.is_some())) => {
+            report.warnings.push(
+                "no region set: ARN regions were not checked (pass --region, or the provider's \
+                 AWS_REGION / the node's region applies at mount time)"
+                    .into(),
+            )
+        }
         None => {}
     }
     for object in &class.objects {
-        if let Some(collection) = &object.collection {
-            report.files.push(format!(
-                "<a file per entry>  {:04o}  {collection}, at most {}",
-                object.mode, object.max_count
-            ));
-            continue;
-        }
+        let object = match object {
+            SecretObject::Collection(set) => {
+                report.files.push(format!(
+                    "<a file per entry>  {:04o}  {}, at most {}",
+                    set.mode, set.collection, set.max_count
+                ));
+                continue;
+            }
+            SecretObject::Named(object) => object,
+        };
         let mut selector = String::new();
         if let Some(v) = &object.version {
             let _ = write!(selector, " version {v}");
@@ -187,14 +218,6 @@ fn check_parameters(
                 "{}  {:04o}  jmesPath {:?} of {:?}",
                 entry.file, entry.mode, entry.path, object.name
             ));
-        }
-    }
-    let files: Vec<&str> = class.files().map(|(f, _)| f).collect();
-    for (place, name) in synced {
-        if !files.contains(&name.as_str()) {
-            report
-                .problems
-                .push(format!("{place} {name:?} matches no mounted file; use one of: {}", files.join(", ")));
         }
     }
     report
@@ -267,5 +290,75 @@ metadata: {name: other}
         assert!(reports[0].problems[0].contains("does not match"), "{:?}", reports[0].problems);
         assert!(check("kind: Pod\n", None).is_err());
         assert!(check(":\n  - [", None).is_err());
+    }
+
+    /// A manifest with `parameters` as given (indented by four spaces).
+    fn manifest(parameters: &str, synced: &str) -> String {
+        format!(
+            "kind: SecretProviderClass\nmetadata: {{name: c}}\nspec:\n  provider: aws\n{synced}  parameters:\n{parameters}"
+        )
+    }
+
+    #[test]
+    fn nothing_goes_unnoticed_in_one_run() {
+        let objects = |list: &str| format!("    region: us-east-1\n    objects: |\n{list}");
+        let sync_usr = "  secretObjects:\n    - {secretName: s, data: [{objectName: usr, key: k}]}\n";
+        // (manifest, problems wanted, warnings wanted)
+        let cases: Vec<(String, &[&str], &[&str])> = vec![
+            (
+                manifest(
+                    "    region: us-east-1\n    object: |\n      - {objectName: a, objectType: secretsmanager}\n",
+                    "",
+                ),
+                &[],
+                &["parameter \"object\" is unknown and ignored; did you mean \"objects\"?", "mounts nothing"],
+            ),
+            (
+                manifest(
+                    "    regoin: us-east-1\n    objects: '- {objectName: a, objectType: secretsmanager}'\n",
+                    "",
+                ),
+                &[],
+                &["parameter \"regoin\" is unknown and ignored; did you mean \"region\"?"],
+            ),
+            (
+                manifest(&objects("      - objectName: db\n        objectTpe: secretsmanager\n"), ""),
+                &["object \"db\": objectType is missing"],
+                // The line counts from the start of the file.
+                &["objects[0]: unknown key \"objectTpe\" is ignored (line 9); did you mean \"objectType\"?"],
+            ),
+            (
+                manifest(
+                    &objects(
+                        "      - {objectName: a, objectType: vault}\n      - {objectName: x, objectType: secretsmanager}\n      \
+                         - {objectName: y, objectType: secretsmanager, objectAlias: x}\n",
+                    ),
+                    "",
+                ),
+                &["objectType \"vault\" is unknown", "would both write the file \"x\""],
+                &[],
+            ),
+            (
+                manifest(&objects("      - {objectName: a, objectType: vault}\n"), sync_usr),
+                &["objectType \"vault\" is unknown", "\"usr\" matches no mounted file; use one of: a"],
+                &[],
+            ),
+            (
+                manifest(&objects("      - objectName: a\n      - objectName: 'b\n"), ""),
+                &["not valid YAML", "at line 9)"],
+                &[],
+            ),
+        ];
+        for (text, problems, warnings) in cases {
+            let reports = check(&text, None).unwrap();
+            let (found, warned) = (reports[0].problems.join("\n"), reports[0].warnings.join("\n"));
+            for want in problems {
+                assert!(found.contains(want), "{text}\nproblems:\n{found}\nshould contain {want:?}");
+            }
+            assert_eq!(problems.is_empty(), found.is_empty(), "{text}\nproblems:\n{found}");
+            for want in warnings {
+                assert!(warned.contains(want), "{text}\nwarnings:\n{warned}\nshould contain {want:?}");
+            }
+        }
     }
 }

@@ -1,21 +1,25 @@
 //! One Mount, start to end: request -> SecretProviderClass -> region -> credentials ->
 //! fetch (all objects at once) -> render -> files for the driver, or written atomically.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-
 use tonic::{Code, Status};
 
 use crate::aws::failover::{self, FetchFailure, FetchItem};
 use crate::aws::{FetchTarget, SecretRef, SecretStore};
-use crate::class::{ClassError, Collection, SecretObject, SecretProviderClass};
+use crate::class::{
+    ClassError, CollectionObject, Limits, NamedObject, SecretObject, SecretProviderClass, TooManyObjects,
+};
 use crate::identity::{CredentialSource, IdentityError};
 use crate::kube::ClusterLookup;
 use crate::proto;
-use crate::render::{self, ObjectValue, RenderError, Rendered};
-use crate::request::{MountInput, Pod, RequestError};
+use crate::render::{self, Fetched, RenderError, Rendered};
+use crate::request::{self, MountInput, Pod, RequestError};
 use crate::write::{self, WriteError};
 
 /// The object version returned when a class has no objects: the driver fails a mount whose
@@ -67,11 +71,8 @@ pub enum MountError {
     NoRegion { namespace: String, pod: String },
     #[error("cannot find the pod's region: {0}")]
     Region(crate::kube::ClusterError),
-    #[error(
-        "the SecretProviderClass has {count} objects; the limit is {limit} (raise --max-objects \
-         or split the class)"
-    )]
-    TooManyObjects { count: usize, limit: usize },
+    #[error(transparent)]
+    TooManyObjects(#[from] TooManyObjects),
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error("{}", fetch_message(.failures, *.total))]
@@ -104,7 +105,7 @@ impl MountError {
             Self::Region(crate::kube::ClusterError::Unavailable { .. }) => Code::Unavailable,
             Self::Region(crate::kube::ClusterError::InvalidName { .. }) => Code::InvalidArgument,
             Self::Region(_) => Code::PermissionDenied,
-            Self::TooManyObjects { .. } => Code::InvalidArgument,
+            Self::TooManyObjects(_) => Code::InvalidArgument,
             Self::TooLarge { .. } => Code::ResourceExhausted,
             Self::Identity(e) => e.code(),
             Self::Fetch { failures, .. } => failures.first().map_or(Code::Internal, fetch_code),
@@ -119,7 +120,7 @@ impl MountError {
             Self::Request(_) => "bad_request",
             Self::Class(_) => "invalid_class",
             Self::NoRegion { .. } | Self::Region(_) => "no_region",
-            Self::TooManyObjects { .. } => "too_many_objects",
+            Self::TooManyObjects(_) => "too_many_objects",
             Self::Identity(_) => "identity",
             Self::Fetch { failures, .. } => match failures.first().map(|f| f.primary().class) {
                 Some(class) if class.is_transient() => "aws_unavailable",
@@ -215,6 +216,7 @@ pub struct Mounter {
     store: Arc<dyn SecretStore>,
     credentials: Arc<dyn CredentialSource>,
     cluster: Option<Arc<dyn ClusterLookup>>,
+    warned: Warned,
 }
 
 impl Mounter {
@@ -227,7 +229,7 @@ impl Mounter {
         cluster: Option<Arc<dyn ClusterLookup>>,
     ) -> Self {
         let slots = Semaphore::new(settings.max_concurrent.max(1));
-        Self { settings, slots, store, credentials, cluster }
+        Self { settings, slots, store, credentials, cluster, warned: Warned::default() }
     }
 
     /// The mount's region: the class's `region`, else the provider's `AWS_REGION`, else the
@@ -243,9 +245,8 @@ impl Mounter {
         }
         let region = cluster.node_region(&pod.namespace, &pod.name).await.map_err(MountError::Region)?;
         let region = region.ok_or_else(no_region)?;
-        crate::class::check_region_name(&region).map_err(|e| {
-            MountError::Class(ClassError { problems: vec![format!("node region label: {e}")] })
-        })?;
+        crate::class::check_region_name(&region)
+            .map_err(|e| MountError::Class(ClassError::new(vec![format!("node region label: {e}")])))?;
         Ok(region)
     }
 
@@ -255,26 +256,24 @@ impl Mounter {
 
     /// Serves one Mount within `--mount-timeout`, at most `--max-concurrent-mounts` at once.
     pub async fn mount(&self, input: MountInput) -> Result<MountOutcome, MountError> {
-        let deadline = self.settings.timeout;
-        tokio::time::timeout(deadline, async {
-            let _slot = self.slots.acquire().await.map_err(|_| MountError::Deadline(deadline))?;
-            self.mount_now(input).await
+        let timeout = self.settings.timeout;
+        let deadline = Instant::now() + timeout;
+        tokio::time::timeout(timeout, async {
+            let _slot = self.slots.acquire().await.map_err(|_| MountError::Deadline(timeout))?;
+            self.mount_now(input, deadline).await
         })
         .await
-        .unwrap_or(Err(MountError::Deadline(deadline)))
+        .unwrap_or(Err(MountError::Deadline(timeout)))
     }
 
-    async fn mount_now(&self, input: MountInput) -> Result<MountOutcome, MountError> {
-        let class = SecretProviderClass::parse(&input.parameters, input.default_mode)?;
-        if class.objects.len() > self.settings.max_objects {
-            return Err(MountError::TooManyObjects {
-                count: class.objects.len(),
-                limit: self.settings.max_objects,
-            });
+    async fn mount_now(&self, mut input: MountInput, deadline: Instant) -> Result<MountOutcome, MountError> {
+        // The driver passes the pod's volume directory; anything else would be written
+        // relative to the provider's own working directory.
+        if !self.settings.driver_writes_secrets {
+            request::check_target_path(&input.target_path)?;
         }
-        for warning in &class.warnings {
-            tracing::warn!(class = %input.class_name, namespace = %input.pod.namespace, "{warning}");
-        }
+        let class = self.parse_class(&mut input, deadline).await?;
+        self.warned.log_new(&input, &class.warnings);
         let rendered = if class.objects.is_empty() {
             Rendered::default()
         } else {
@@ -289,6 +288,30 @@ impl Mounter {
         self.finish(input, class.objects.len(), rendered).await
     }
 
+    /// Parses the class on a blocking thread, so a large one never holds up the runtime's
+    /// async threads (other mounts, `Version`); its limits stop it at the mount's deadline.
+    async fn parse_class(
+        &self,
+        input: &mut MountInput,
+        deadline: Instant,
+    ) -> Result<SecretProviderClass, MountError> {
+        let parameters = std::mem::take(&mut input.parameters);
+        let default_mode = input.default_mode;
+        let limits =
+            Limits { max_objects: self.settings.max_objects, deadline: Some(deadline), ..Limits::default() };
+        let parsed = tokio::task::spawn_blocking(move || {
+            SecretProviderClass::parse_with(&parameters, default_mode, &limits)
+        })
+        .await
+        .map_err(|e| ClassError::new(vec![format!("reading the SecretProviderClass failed: {e}")]))?;
+        parsed.map_err(|e| match e.too_many_objects() {
+            Some(too_many) => MountError::TooManyObjects(too_many),
+            None => MountError::Class(e),
+        })
+    }
+
+    /// Fetches every object (singles in one batch, collections listed) and renders them;
+    /// each object's own outcome travels with it, so nothing is matched up by position.
     async fn fetch_and_render(&self, class: &SecretProviderClass, pod: &Pod) -> Result<Rendered, MountError> {
         let region = self.region(class, pod).await?;
         class.check_regions(&region)?;
@@ -305,68 +328,58 @@ impl Mounter {
         };
         let primary = target(&region);
         let failover_target = class.failover_region.as_ref().map(target);
+        let (store, failover) = (self.store.as_ref(), failover_target.as_ref());
 
-        // Aligned with class.objects: None for collections, which are listed instead.
-        let per_object: Vec<Option<FetchItem>> =
-            class.objects.iter().map(|o| o.collection.is_none().then(|| fetch_item(o, class))).collect();
-        let items: Vec<FetchItem> = per_object.iter().flatten().cloned().collect();
-        let collections = class.objects.iter().filter_map(|o| {
-            let collection = o.collection.as_ref()?;
-            Some(self.list(collection, o.max_count, &primary, failover_target.as_ref()))
-        });
-        let (mut results, mut listed) = futures::join!(
-            failover::fetch(self.store.as_ref(), &primary, failover_target.as_ref(), &items),
-            futures::future::join_all(collections),
-        );
-
-        // One value per object, in class order; identical objects share one fetch.
-        let mut listed = listed.drain(..);
-        let mut values = Vec::with_capacity(class.objects.len());
-        let mut failures = Vec::new();
-        for item in &per_object {
-            let Some(item) = item else {
-                match listed.next() {
-                    Some(Ok(entries)) => values.push(ObjectValue::Many(entries)),
-                    Some(Err(failure)) => failures.push(failure),
-                    None => {}
-                }
-                continue;
-            };
-            match results.get(item) {
-                Some(Ok(value)) => values.push(ObjectValue::One(value.clone())),
-                Some(Err(failure)) => {
-                    if !failures.contains(failure) {
-                        failures.push(failure.clone());
+        let requests: Vec<Request<'_>> = class
+            .objects
+            .iter()
+            .map(|object| match object {
+                SecretObject::Named(object) => Request::One(object, fetch_item(object, class)),
+                SecretObject::Collection(object) => Request::Many(object),
+            })
+            .collect();
+        // Identical objects share one fetch: every single object is in one batch, awaited
+        // by each of them.
+        let items: Vec<FetchItem> = requests
+            .iter()
+            .filter_map(|r| match r {
+                Request::One(_, item) => Some(item.clone()),
+                Request::Many(_) => None,
+            })
+            .collect();
+        let batch = failover::fetch(store, &primary, failover, &items).map(Arc::new).shared();
+        let outcomes = futures::future::join_all(requests.into_iter().map(|request| {
+            let (batch, primary) = (batch.clone(), &primary);
+            async move {
+                match request {
+                    Request::One(object, item) => match batch.await.get(&item) {
+                        Some(result) => result.clone().map(|value| Fetched::One(object, value)),
+                        None => Err(FetchFailure::Primary(failover::missing(&item.primary, primary))),
+                    },
+                    Request::Many(object) => {
+                        failover::list(store, primary, failover, &object.collection, object.max_count)
+                            .await
+                            .map(|entries| Fetched::Many(object, entries))
                     }
                 }
-                None => failures.push(FetchFailure::Primary(failover::missing(&item.primary, &primary))),
+            }
+        }))
+        .await;
+        drop(batch);
+
+        let mut fetched = Vec::with_capacity(outcomes.len());
+        let mut failures: Vec<FetchFailure> = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                Ok(object) => fetched.push(object),
+                Err(failure) if !failures.contains(&failure) => failures.push(failure),
+                Err(_) => {}
             }
         }
-        results.clear();
         if !failures.is_empty() {
             return Err(MountError::Fetch { failures, total: class.objects.len() });
         }
-        Ok(render::render(class, &values)?)
-    }
-
-    /// Lists a collection, falling over like single objects do.
-    async fn list(
-        &self,
-        collection: &Collection,
-        max: usize,
-        primary: &FetchTarget,
-        failover: Option<&FetchTarget>,
-    ) -> Result<Vec<(String, crate::aws::FetchedSecret)>, FetchFailure> {
-        let first = self.store.list(primary, collection, max).await;
-        match (first, failover) {
-            (Ok(entries), _) => Ok(entries),
-            (Err(e), Some(failover)) if e.class.is_transient() => self
-                .store
-                .list(failover, collection, max)
-                .await
-                .map_err(|second| FetchFailure::Both { primary: Box::new(e), failover: Box::new(second) }),
-            (Err(e), _) => Err(FetchFailure::Primary(e)),
-        }
+        Ok(render::render(class.path_translation, &fetched)?)
     }
 
     async fn finish(
@@ -376,9 +389,9 @@ impl Mounter {
         rendered: Rendered,
     ) -> Result<MountOutcome, MountError> {
         let mut object_version: Vec<proto::ObjectVersion> = rendered
-            .versions
+            .files
             .iter()
-            .map(|v| proto::ObjectVersion { id: v.id.clone(), version: v.version.clone() })
+            .map(|f| proto::ObjectVersion { id: f.file.path.clone(), version: f.version.clone() })
             .collect();
         if object_version.is_empty() {
             object_version.push(proto::ObjectVersion { id: NO_OBJECTS_ID.into(), version: "0".into() });
@@ -389,7 +402,11 @@ impl Mounter {
             rendered
                 .files
                 .into_iter()
-                .map(|f| proto::File { path: f.path, mode: f.mode as i32, contents: f.contents.into_vec() })
+                .map(|f| proto::File {
+                    path: f.file.path,
+                    mode: f.file.mode as i32,
+                    contents: f.file.contents.into_vec(),
+                })
                 .collect()
         } else {
             let target = input.target_path.clone();
@@ -407,8 +424,14 @@ impl Mounter {
     }
 }
 
+/// One object of the class on its way to AWS.
+enum Request<'c> {
+    One(&'c NamedObject, FetchItem),
+    Many(&'c CollectionObject),
+}
+
 /// What to fetch for an object, in its primary and failover regions.
-fn fetch_item(object: &SecretObject, class: &SecretProviderClass) -> FetchItem {
+fn fetch_item(object: &NamedObject, class: &SecretProviderClass) -> FetchItem {
     let primary = SecretRef {
         object_type: object.object_type,
         name: object.name.clone(),
@@ -420,6 +443,52 @@ fn fetch_item(object: &SecretObject, class: &SecretProviderClass) -> FetchItem {
         .as_deref()
         .map(|region| SecretRef { name: object.name_in_failover(region), ..primary.clone() });
     FetchItem { primary, failover }
+}
+
+/// Warnings already logged, as digests of (namespace, class, warning): a class's warnings
+/// are logged at its first mount, not at every rotation poll. Bounded: when full it is
+/// forgotten wholesale, which at worst logs a warning again.
+#[derive(Default)]
+struct Warned(Mutex<HashSet<[u8; 16]>>);
+
+const WARNED_MAX: usize = 4096;
+
+impl Warned {
+    /// Logs the class's warnings that were not logged before.
+    fn log_new(&self, input: &MountInput, warnings: &[String]) {
+        let fresh = self.fresh(&input.pod.namespace, &input.class_name, warnings);
+        if !fresh.is_empty() {
+            tracing::warn!(
+                class = %input.class_name,
+                namespace = %input.pod.namespace,
+                "SecretProviderClass: {}",
+                crate::class::summary(&fresh, "warning(s)")
+            );
+        }
+    }
+
+    /// The warnings of `class` in `namespace` not seen before (now remembered).
+    fn fresh(&self, namespace: &str, class: &str, warnings: &[String]) -> Vec<String> {
+        let Ok(mut seen) = self.0.lock() else { return Vec::new() };
+        if seen.len() + warnings.len() > WARNED_MAX {
+            seen.clear();
+        }
+        let mut fresh = Vec::new();
+        for warning in warnings {
+            let mut digest = Sha256::new();
+            for part in [namespace, class, warning.as_str()] {
+                digest.update(part.as_bytes());
+                digest.update([0]);
+            }
+            let digest: [u8; 32] = digest.finalize().into();
+            let mut key = [0; 16];
+            key.copy_from_slice(&digest[..16]);
+            if seen.insert(key) {
+                fresh.push(warning.clone());
+            }
+        }
+        fresh
+    }
 }
 
 #[cfg(test)]
@@ -553,5 +622,26 @@ mod tests {
         assert_eq!((err.code(), err.label()), (Code::InvalidArgument, "no_region"));
         let status: Status = err.into();
         assert!(status.message().contains("no AWS region"));
+    }
+
+    #[test]
+    fn a_class_warns_once_not_at_every_rotation_poll() {
+        let warned = Warned::default();
+        let warnings = vec!["unknown key \"objectTpe\"".to_owned(), "unknown key \"x\"".to_owned()];
+        assert_eq!(warned.fresh("ns", "c", &warnings), warnings);
+        assert!(warned.fresh("ns", "c", &warnings).is_empty());
+        assert_eq!(
+            warned.fresh(
+                "ns",
+                "c",
+                &warnings[..1].iter().chain(["new".to_owned()].iter()).cloned().collect::<Vec<_>>()
+            ),
+            vec!["new".to_owned()]
+        );
+        assert_eq!(warned.fresh("other", "c", &warnings).len(), 2, "another namespace's class of that name");
+        for i in 0..WARNED_MAX {
+            warned.fresh("ns", &format!("c{i}"), &warnings[..1]);
+        }
+        assert!(warned.0.lock().unwrap().len() <= WARNED_MAX);
     }
 }

@@ -1,20 +1,22 @@
-//! Fetched values -> the files of a mount and their object versions: jmesPath extraction,
-//! file names, modes. Pure: the caller decides whether the driver or the provider writes.
+//! Fetched objects -> the files of a mount, each with its object version: jmesPath
+//! extraction, expanded JSON, collection entries, names, modes. Pure: the caller decides
+//! whether the driver or the provider writes.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use jmespath::Variable;
 
 use crate::aws::FetchedSecret;
+use crate::aws::listing::Entries;
 use crate::class::naming::check_file_path;
-use crate::class::{Encoding, SecretObject, SecretProviderClass};
+use crate::class::{CollectionObject, Encoding, NamedObject, PathTranslation};
 use crate::secret::SecretBytes;
 
-/// What was fetched for one object: its value, or the entries of a collection.
+/// A requested object with what was fetched for it.
 #[derive(Debug, Clone)]
-pub enum ObjectValue {
-    One(FetchedSecret),
-    Many(Vec<(String, FetchedSecret)>),
+pub enum Fetched<'c> {
+    One(&'c NamedObject, FetchedSecret),
+    Many(&'c CollectionObject, Entries),
 }
 
 /// One file of the mount.
@@ -26,24 +28,30 @@ pub struct RenderedFile {
     pub contents: SecretBytes,
 }
 
-/// The version reported to the driver for one file.
+/// A file with the version reported to the driver for it (`id` = its path).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileVersion {
-    pub id: String,
+pub struct VersionedFile {
+    pub file: RenderedFile,
+    /// Secrets Manager VersionId or Parameter Store version of the object it came from.
     pub version: String,
 }
 
-/// Everything a mount produces.
+impl std::borrow::Borrow<RenderedFile> for VersionedFile {
+    fn borrow(&self) -> &RenderedFile {
+        &self.file
+    }
+}
+
+/// Everything a mount produces, in class order.
 #[derive(Debug, Default)]
 pub struct Rendered {
-    pub files: Vec<RenderedFile>,
-    pub versions: Vec<FileVersion>,
+    pub files: Vec<VersionedFile>,
 }
 
 impl Rendered {
     /// Total bytes of file contents.
     pub fn size(&self) -> usize {
-        self.files.iter().map(|f| f.contents.len()).sum()
+        self.files.iter().map(|f| f.file.contents.len()).sum()
     }
 }
 
@@ -71,7 +79,7 @@ pub enum RenderError {
     #[error(
         "object {object:?}: cannot decode the file {file:?} as {encoding}: {reason}; fix the stored value or the encoding"
     )]
-    Decode { object: String, file: String, encoding: &'static str, reason: String },
+    Decode { object: String, file: String, encoding: Encoding, reason: String },
     #[error("object {object:?}: entry {entry:?} cannot be a file: {reason}")]
     BadEntry { object: String, entry: String, reason: String },
     #[error(
@@ -87,29 +95,6 @@ pub enum RenderError {
     MissingKey { object: String, key: String },
 }
 
-fn encoding_name(encoding: Encoding) -> &'static str {
-    match encoding {
-        Encoding::Raw => "raw bytes",
-        Encoding::Base64 => "base64",
-        Encoding::Hex => "hex",
-        Encoding::Utf8 => "UTF-8",
-    }
-}
-
-fn decode(
-    object: &SecretObject,
-    file: &str,
-    encoding: Encoding,
-    bytes: &[u8],
-) -> Result<SecretBytes, RenderError> {
-    encoding.decode(bytes).map(SecretBytes::new).map_err(|reason| RenderError::Decode {
-        object: object.name.clone(),
-        file: file.to_owned(),
-        encoding: encoding_name(encoding),
-        reason,
-    })
-}
-
 /// A jmesPath or expandJson selection as file contents: strings as they are, anything else
 /// (when allowed) as compact JSON.
 fn json_text(value: &serde_json::Value) -> String {
@@ -119,143 +104,144 @@ fn json_text(value: &serde_json::Value) -> String {
     }
 }
 
-/// Renders every object of the class; `values[i]` is what was fetched for `class.objects[i]`.
-pub fn render(class: &SecretProviderClass, values: &[ObjectValue]) -> Result<Rendered, RenderError> {
-    let mut out = Rendered::default();
-    for (object, value) in class.objects.iter().zip(values) {
-        match value {
-            ObjectValue::Many(entries) => render_collection(class, object, entries, &mut out)?,
-            ObjectValue::One(fetched) => render_object(class, object, fetched, &mut out)?,
+/// Renders every fetched object, in order, checking that no two files collide.
+pub fn render(path_translation: PathTranslation, fetched: &[Fetched<'_>]) -> Result<Rendered, RenderError> {
+    let mut out = Files { path_translation, rendered: Rendered::default(), owners: BTreeMap::new() };
+    for object in fetched {
+        match object {
+            Fetched::One(object, value) => out.object(object, value)?,
+            Fetched::Many(object, entries) => out.collection(object, entries)?,
         }
     }
-    check_unique(&out, class)?;
-    Ok(out)
+    // With pathTranslation False, a file cannot also be another's directory.
+    for (file, owner) in &out.owners {
+        for (slash, _) in file.match_indices('/') {
+            if out.owners.contains_key(&file[..slash]) {
+                return Err(RenderError::Conflict { object: owner.clone(), file: file[..slash].to_owned() });
+            }
+        }
+    }
+    Ok(out.rendered)
 }
 
-fn render_object(
-    class: &SecretProviderClass,
-    object: &SecretObject,
-    fetched: &FetchedSecret,
-    out: &mut Rendered,
-) -> Result<(), RenderError> {
-    let contents = decode(object, &object.file, object.encoding, fetched.value.expose())?;
-    out.push(&object.file, object.mode, contents, &fetched.version);
-    if object.jmes_path.is_empty() && object.expand_json.is_none() {
-        return Ok(());
-    }
-    let document = fetched
-        .value
-        .expose_str()
-        .and_then(|text| Variable::from_json(text).ok())
-        .ok_or_else(|| RenderError::NotJson { object: object.name.clone() })?;
-    for entry in &object.jmes_path {
-        let context = || (object.name.clone(), entry.path.clone(), entry.file.clone());
-        let result = entry.expression.search(&document).map_err(|_| {
-            let (object, path, file) = context();
-            RenderError::Evaluation { object, path, file }
+/// The files rendered so far and which object wrote each.
+struct Files {
+    path_translation: PathTranslation,
+    rendered: Rendered,
+    owners: BTreeMap<String, String>,
+}
+
+impl Files {
+    /// Adds one file, decoded as `encoding`; names collide when entries are named after
+    /// what was fetched.
+    fn push(
+        &mut self,
+        owner: &str,
+        path: &str,
+        mode: u32,
+        encoding: Encoding,
+        bytes: &[u8],
+        version: &str,
+    ) -> Result<(), RenderError> {
+        let contents = encoding.decode(bytes).map(SecretBytes::new).map_err(|reason| {
+            RenderError::Decode { object: owner.to_owned(), file: path.to_owned(), encoding, reason }
         })?;
-        let text = match &*result {
-            Variable::String(text) => text.clone(),
-            Variable::Null => {
-                let (object, path, file) = context();
-                return Err(RenderError::NoMatch { object, path, file });
-            }
-            other if entry.allow_non_string => serde_json::to_string(other).unwrap_or_default(),
-            other => {
-                let (object, path, file) = context();
-                let kind = other.get_type().to_string();
-                return Err(RenderError::NotString { object, path, file, kind });
-            }
-        };
-        let contents = decode(object, &entry.file, entry.encoding, text.as_bytes())?;
-        out.push(&entry.file, entry.mode, contents, &fetched.version);
-    }
-    if let Some(expand) = &object.expand_json {
-        let map: serde_json::Map<String, serde_json::Value> = fetched
-            .value
-            .expose_str()
-            .and_then(|text| serde_json::from_str(text).ok())
-            .ok_or_else(|| RenderError::NotJsonObject { object: object.name.clone() })?;
-        let keys: Vec<&String> = match &expand.keys {
-            Some(keys) => keys.iter().collect(),
-            None => map.keys().collect(),
-        };
-        for key in keys {
-            let value = map
-                .get(key)
-                .ok_or_else(|| RenderError::MissingKey { object: object.name.clone(), key: key.clone() })?;
-            let file = class.path_translation.apply(key);
-            check_file_path(&file).map_err(|reason| RenderError::BadEntry {
-                object: object.name.clone(),
-                entry: key.clone(),
-                reason,
-            })?;
-            out.push(&file, object.mode, SecretBytes::from(json_text(value)), &fetched.version);
+        if self.owners.insert(path.to_owned(), owner.to_owned()).is_some() {
+            return Err(RenderError::Conflict { object: owner.to_owned(), file: path.to_owned() });
         }
+        let file = RenderedFile { path: path.to_owned(), mode, contents };
+        self.rendered.files.push(VersionedFile { file, version: version.to_owned() });
+        Ok(())
     }
-    Ok(())
-}
 
-fn render_collection(
-    class: &SecretProviderClass,
-    object: &SecretObject,
-    entries: &[(String, FetchedSecret)],
-    out: &mut Rendered,
-) -> Result<(), RenderError> {
-    let Some(collection) = &object.collection else { return Ok(()) };
-    for (name, fetched) in entries {
-        let file = class.path_translation.apply(collection.relative(name));
+    /// A file named after a fetched entry or key: it must be a safe path.
+    fn entry_path(&self, owner: &str, entry: &str, name: &str) -> Result<String, RenderError> {
+        let file = self.path_translation.apply(name);
         check_file_path(&file).map_err(|reason| RenderError::BadEntry {
-            object: object.name.clone(),
-            entry: name.clone(),
+            object: owner.to_owned(),
+            entry: entry.to_owned(),
             reason,
         })?;
-        let contents = decode(object, &file, object.encoding, fetched.value.expose())?;
-        out.push(&file, object.mode, contents, &fetched.version);
+        Ok(file)
     }
-    Ok(())
-}
 
-/// Files named after fetched entries can collide with each other or with declared files.
-fn check_unique(out: &Rendered, class: &SecretProviderClass) -> Result<(), RenderError> {
-    let mut seen = BTreeSet::new();
-    let owner = |file: &str| {
-        class
-            .objects
-            .iter()
-            .find(|o| o.files().any(|(f, _)| f == file))
-            .map_or_else(String::new, |o| o.name.clone())
-    };
-    for file in out.files.iter().map(|f| f.path.as_str()) {
-        if !seen.insert(file) {
-            return Err(RenderError::Conflict { object: owner(file), file: file.to_owned() });
+    fn object(&mut self, object: &NamedObject, fetched: &FetchedSecret) -> Result<(), RenderError> {
+        let (name, version) = (object.name.as_str(), fetched.version.as_str());
+        self.push(name, &object.file, object.mode, object.encoding, fetched.value.expose(), version)?;
+        if object.jmes_path.is_empty() && object.expand_json.is_none() {
+            return Ok(());
         }
-    }
-    for file in &seen {
-        for (slash, _) in file.match_indices('/') {
-            if seen.contains(&file[..slash]) {
-                return Err(RenderError::Conflict { object: owner(file), file: file[..slash].to_owned() });
+        let document = fetched
+            .value
+            .expose_str()
+            .and_then(|text| Variable::from_json(text).ok())
+            .ok_or_else(|| RenderError::NotJson { object: name.to_owned() })?;
+        for entry in &object.jmes_path {
+            let context = || (name.to_owned(), entry.path.clone(), entry.file.clone());
+            let result = entry.expression.search(&document).map_err(|_| {
+                let (object, path, file) = context();
+                RenderError::Evaluation { object, path, file }
+            })?;
+            let text = match &*result {
+                Variable::String(text) => text.clone(),
+                Variable::Null => {
+                    let (object, path, file) = context();
+                    return Err(RenderError::NoMatch { object, path, file });
+                }
+                other if entry.allow_non_string => serde_json::to_string(other).unwrap_or_default(),
+                other => {
+                    let (object, path, file) = context();
+                    let kind = other.get_type().to_string();
+                    return Err(RenderError::NotString { object, path, file, kind });
+                }
+            };
+            self.push(name, &entry.file, entry.mode, entry.encoding, text.as_bytes(), version)?;
+        }
+        if let Some(expand) = &object.expand_json {
+            let map: serde_json::Map<String, serde_json::Value> = fetched
+                .value
+                .expose_str()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .ok_or_else(|| RenderError::NotJsonObject { object: name.to_owned() })?;
+            let keys: Vec<&String> = match &expand.keys {
+                Some(keys) => keys.iter().collect(),
+                None => map.keys().collect(),
+            };
+            for key in keys {
+                let value = map
+                    .get(key)
+                    .ok_or_else(|| RenderError::MissingKey { object: name.to_owned(), key: key.clone() })?;
+                let file = self.entry_path(name, key, key)?;
+                self.push(name, &file, object.mode, Encoding::Raw, json_text(value).as_bytes(), version)?;
             }
         }
+        Ok(())
     }
-    Ok(())
-}
 
-impl Rendered {
-    fn push(&mut self, path: &str, mode: u32, contents: SecretBytes, version: &str) {
-        self.files.push(RenderedFile { path: path.to_owned(), mode, contents });
-        self.versions.push(FileVersion { id: path.to_owned(), version: version.to_owned() });
+    fn collection(&mut self, object: &CollectionObject, entries: &Entries) -> Result<(), RenderError> {
+        let owner = object.collection.to_string();
+        for (name, fetched) in entries {
+            let file = self.entry_path(&owner, name, object.collection.relative(name))?;
+            self.push(&owner, &file, object.mode, object.encoding, fetched.value.expose(), &fetched.version)?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::class::Parameters;
+    use crate::class::{Parameters, SecretObject, SecretProviderClass};
 
     fn class(objects: &str) -> SecretProviderClass {
         let params = Parameters { objects: Some(objects.into()), ..Parameters::default() };
         SecretProviderClass::parse(&params, 0o644).unwrap()
+    }
+
+    /// Renders the class's one named object with `value`.
+    fn render_one(class: &SecretProviderClass, value: FetchedSecret) -> Result<Rendered, RenderError> {
+        let SecretObject::Named(object) = &class.objects[0] else { panic!("a named object") };
+        render(class.path_translation, &[Fetched::One(object, value)])
     }
 
     fn fetched(value: &str) -> FetchedSecret {
@@ -274,9 +260,12 @@ mod tests {
              - {path: empty, objectAlias: e}",
         );
         let value = fetched(JSON);
-        let rendered = render(&class, &[ObjectValue::One(value.clone())]).unwrap();
-        let files: Vec<(&str, u32, &[u8])> =
-            rendered.files.iter().map(|f| (f.path.as_str(), f.mode, f.contents.expose())).collect();
+        let rendered = render_one(&class, value).unwrap();
+        let files: Vec<(&str, u32, &[u8])> = rendered
+            .files
+            .iter()
+            .map(|f| (f.file.path.as_str(), f.file.mode, f.file.contents.expose()))
+            .collect();
         assert_eq!(
             files,
             vec![
@@ -287,8 +276,8 @@ mod tests {
                 ("e", 0o644, &b""[..]),
             ]
         );
-        assert!(rendered.versions.iter().all(|v| v.version == "v1"));
-        assert_eq!(rendered.versions[1].id, "user");
+        assert!(rendered.files.iter().all(|f| f.version == "v1"));
+        assert_eq!(rendered.files[1].file.path, "user");
     }
 
     #[test]
@@ -305,7 +294,7 @@ mod tests {
                 "- objectName: db\n  objectType: secretsmanager\n  jmesPath: [{{path: '{path}', objectAlias: out}}]"
             ));
             let value = fetched(value);
-            let err = render(&class, &[ObjectValue::One(value.clone())]).unwrap_err().to_string();
+            let err = render_one(&class, value).unwrap_err().to_string();
             assert!(err.contains(want), "{path}: {err}");
             assert!(err.contains("\"db\""), "{err} should name the object");
             assert!(!err.contains("admin"), "{err} leaks the value");
@@ -316,8 +305,44 @@ mod tests {
     fn binary_values_pass_through_untouched() {
         let class = class("- {objectName: bin, objectType: secretsmanager}");
         let value = FetchedSecret { value: SecretBytes::new(vec![0, 159, 146, 150]), version: "v9".into() };
-        let rendered = render(&class, &[ObjectValue::One(value.clone())]).unwrap();
-        assert_eq!(rendered.files[0].contents.expose(), &[0, 159, 146, 150]);
-        assert_eq!(rendered.versions[0], FileVersion { id: "bin".into(), version: "v9".into() });
+        let rendered = render_one(&class, value).unwrap();
+        assert_eq!(rendered.files[0].file.contents.expose(), &[0, 159, 146, 150]);
+        assert_eq!((rendered.files[0].file.path.as_str(), rendered.files[0].version.as_str()), ("bin", "v9"));
+    }
+
+    #[test]
+    fn collection_entries_carry_their_own_versions_and_may_not_collide() {
+        let class = class(
+            "- {objectType: ssmparameter, path: /app/, filePermission: '0600'}\n- {objectName: one, objectType: secretsmanager}",
+        );
+        let (SecretObject::Collection(set), SecretObject::Named(one)) =
+            (&class.objects[0], &class.objects[1])
+        else {
+            panic!("a collection, then a named object")
+        };
+        let entry = |name: &str, version: &str| {
+            (
+                name.to_owned(),
+                FetchedSecret { value: SecretBytes::from(name.to_owned()), version: version.into() },
+            )
+        };
+        let objects = [
+            Fetched::Many(set, vec![entry("/app/a", "3"), entry("/app/b/c", "7")]),
+            Fetched::One(one, fetched("x")),
+        ];
+        let rendered = render(class.path_translation, &objects).unwrap();
+        let files: Vec<(&str, u32, &str)> =
+            rendered.files.iter().map(|f| (f.file.path.as_str(), f.file.mode, f.version.as_str())).collect();
+        assert_eq!(files, vec![("a", 0o600, "3"), ("b_c", 0o600, "7"), ("one", 0o644, "v1")]);
+
+        let cases = [
+            (vec![entry("/app/one", "1")], "would both write the file \"one\""),
+            (vec![entry("/app/..", "1")], "entry \"/app/..\" cannot be a file"),
+        ];
+        for (entries, want) in cases {
+            let objects = [Fetched::Many(set, entries), Fetched::One(one, fetched("x"))];
+            let err = render(class.path_translation, &objects).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
 }

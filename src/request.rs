@@ -2,7 +2,7 @@
 //! the pod it is for, the default file mode and the target directory. Pure.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -69,12 +69,32 @@ pub enum RequestError {
          mode from 0 to 511, such as \"420\" for 0644"
     )]
     Permission(String),
+    #[error(
+        "MountRequest.{field} is {size} bytes, over the limit of {limit} bytes: the \
+         SecretProviderClass parameters are too large; split the class"
+    )]
+    TooLarge { field: &'static str, size: usize, limit: usize },
+    #[error(
+        "MountRequest.target_path {0:?} is not an absolute, clean path (no '.' or '..'): the \
+         provider writes the files there, so it must be the pod's volume directory"
+    )]
+    TargetPath(String),
 }
+
+/// Most bytes of `MountRequest.attributes` (and of `secrets`): far above any real class
+/// (1 MiB of `objects`, see `class::Limits`, plus the pod's tokens), checked before the JSON
+/// is read.
+pub const MAX_ATTRIBUTES_BYTES: usize = 1024 * 1024 + 64 * 1024;
 
 impl MountInput {
     pub fn parse(req: &proto::MountRequest) -> Result<Self, RequestError> {
         if req.target_path.trim().is_empty() {
             return Err(RequestError::NoTargetPath);
+        }
+        for (field, text) in [("attributes", &req.attributes), ("secrets", &req.secrets)] {
+            if text.len() > MAX_ATTRIBUTES_BYTES {
+                return Err(RequestError::TooLarge { field, size: text.len(), limit: MAX_ATTRIBUTES_BYTES });
+            }
         }
         let attributes: Attributes = serde_json::from_str(&req.attributes).map_err(|e| {
             RequestError::Attributes(e.to_string().replace("struct Attributes", "a JSON object"))
@@ -97,6 +117,15 @@ impl MountInput {
             target_path: PathBuf::from(&req.target_path),
         })
     }
+}
+
+/// The target directory the provider writes to must be absolute and clean: a relative path
+/// would land in the provider's own working directory, `..` outside the pod's volume.
+pub fn check_target_path(path: &Path) -> Result<(), RequestError> {
+    let text = path.to_string_lossy();
+    let clean =
+        text.starts_with('/') && !text.split('/').any(|c| c == "." || c == "..") && !text.contains('\0');
+    if clean { Ok(()) } else { Err(RequestError::TargetPath(text.chars().take(256).collect())) }
 }
 
 /// The driver sends the default mode as the JSON of a decimal number ("420" = 0644).
@@ -176,6 +205,29 @@ mod tests {
             let err = MountInput::parse(&req).unwrap_err().to_string();
             assert!(err.contains(want), "{req:?}: {err}");
         }
+    }
+
+    #[test]
+    fn target_paths_must_be_absolute_and_clean() {
+        let ok = ["/var/lib/kubelet/pods/1/volumes/kubernetes.io~csi/s/mount", "/mnt/secrets-store", "/t/"];
+        let bad = ["reldir", "./x", "x/../y", "/a/../b", "/a/./b", "/..", "", "/a\0b"];
+        for path in ok {
+            assert_eq!(check_target_path(Path::new(path)), Ok(()), "{path:?}");
+        }
+        for path in bad {
+            assert!(
+                matches!(check_target_path(Path::new(path)), Err(RequestError::TargetPath(_))),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_attributes_are_refused_before_parsing() {
+        let big = format!("{{\"objects\": \"{}\"}}", "x".repeat(MAX_ATTRIBUTES_BYTES));
+        let err = MountInput::parse(&request(&big, "420", "/t")).unwrap_err();
+        assert!(matches!(err, RequestError::TooLarge { field: "attributes", .. }), "{err}");
+        assert!(err.to_string().contains("over the limit"), "{err}");
     }
 
     #[test]

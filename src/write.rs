@@ -3,6 +3,7 @@
 //! renamed into place. Nothing is followed through symlinks and nothing lands outside the
 //! target directory.
 
+use std::borrow::Borrow;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -26,13 +27,13 @@ pub enum WriteError {
 const DIR_MODE: u32 = 0o755;
 
 /// Writes every file below `target`, or none of them.
-pub fn write_all(target: &Path, files: &[RenderedFile]) -> Result<(), WriteError> {
+pub fn write_all<F: Borrow<RenderedFile>>(target: &Path, files: &[F]) -> Result<(), WriteError> {
     let meta = fs::symlink_metadata(target).map_err(|_| WriteError::NoTarget(target.to_owned()))?;
     if !meta.is_dir() {
         return Err(WriteError::NoTarget(target.to_owned()));
     }
     let mut staged: Vec<(PathBuf, PathBuf, &str)> = Vec::with_capacity(files.len());
-    let result = files.iter().try_for_each(|file| {
+    let result = files.iter().map(Borrow::borrow).try_for_each(|file| {
         let (temp, dest) = stage(target, file)?;
         staged.push((temp, dest, &file.path));
         Ok(())

@@ -1,11 +1,14 @@
 //! A mount's fetches across its primary and optional failover region. Unlike ASCP, which asks
-//! both regions for every object, the failover region is asked only for objects whose
-//! primary fetch failed in a way another region may cure (server error, throttling, timeout,
-//! network); a client error (not found, access denied) fails with the primary's message.
+//! both regions for every object, the failover region is asked only for objects (and
+//! collections, by the same rule) whose primary fetch failed in a way another region may cure
+//! (server error, throttling, timeout, network); a client error (not found, access denied)
+//! fails with the primary's message.
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::listing::Entries;
 use super::{FetchError, FetchTarget, FetchedSecret, SecretRef, SecretStore};
+use crate::class::Collection;
 
 /// One object to fetch, with its name in the failover region when there is one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,6 +36,27 @@ impl FetchFailure {
     }
 }
 
+/// The failover rule, for single objects and collections alike: only a failure another
+/// region may cure (server error, throttling, timeout, network) is tried there.
+fn fails_over(error: &FetchError) -> bool {
+    error.class.is_transient()
+}
+
+/// The outcome of an object from its primary result and, when it was asked, the failover
+/// region's.
+fn settle<T>(
+    primary: Result<T, FetchError>,
+    failover: Option<Result<T, FetchError>>,
+) -> Result<T, FetchFailure> {
+    match (primary, failover) {
+        (Ok(value), _) => Ok(value),
+        (Err(primary), Some(failover)) if fails_over(&primary) => failover.map_err(|failover| {
+            FetchFailure::Both { primary: Box::new(primary), failover: Box::new(failover) }
+        }),
+        (Err(primary), _) => Err(FetchFailure::Primary(primary)),
+    }
+}
+
 /// Fetches every item: each distinct ref once, primary region first, then the failover
 /// region for the items that need it.
 pub async fn fetch(
@@ -48,7 +72,7 @@ pub async fn fetch(
     let retry: Vec<SecretRef> = match failover {
         Some(_) => items
             .iter()
-            .filter(|i| matches!(first.get(&i.primary), Some(Err(e)) if e.class.is_transient()))
+            .filter(|i| matches!(first.get(&i.primary), Some(Err(e)) if fails_over(e)))
             .filter_map(|i| i.failover.clone())
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -65,20 +89,26 @@ pub async fn fetch(
         .map(|item| {
             let primary_result =
                 first.get(&item.primary).cloned().unwrap_or_else(|| Err(missing(&item.primary, primary)));
-            let result = match primary_result {
-                Ok(value) => Ok(value),
-                Err(primary_error) => match item.failover.as_ref().and_then(|f| second.get(f)) {
-                    Some(Ok(value)) => Ok(value.clone()),
-                    Some(Err(failover_error)) => Err(FetchFailure::Both {
-                        primary: Box::new(primary_error),
-                        failover: Box::new(failover_error.clone()),
-                    }),
-                    None => Err(FetchFailure::Primary(primary_error)),
-                },
-            };
-            (item.clone(), result)
+            let failover_result = item.failover.as_ref().and_then(|f| second.get(f)).cloned();
+            (item.clone(), settle(primary_result, failover_result))
         })
         .collect()
+}
+
+/// Lists a collection (at most `max` entries), under the same failover rule as objects.
+pub async fn list(
+    store: &dyn SecretStore,
+    primary: &FetchTarget,
+    failover: Option<&FetchTarget>,
+    collection: &Collection,
+    max: usize,
+) -> Result<Entries, FetchFailure> {
+    let first = store.list(primary, collection, max).await;
+    let second = match (&first, failover) {
+        (Err(e), Some(target)) if fails_over(e) => Some(store.list(target, collection, max).await),
+        _ => None,
+    };
+    settle(first, second)
 }
 
 /// A store that forgot a ref is a bug; report it rather than panic.
@@ -213,5 +243,51 @@ mod tests {
         let calls = store.calls.lock().unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].1, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    /// Lists from a table of region -> outcome, recording the regions asked.
+    struct ListStore {
+        outcomes: HashMap<&'static str, Result<(), ErrorClass>>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl SecretStore for ListStore {
+        fn fetch<'a>(&'a self, _: &'a FetchTarget, _: &'a [SecretRef]) -> BoxFuture<'a, FetchResults> {
+            Box::pin(async { HashMap::new() })
+        }
+
+        fn list<'a>(
+            &'a self,
+            target: &'a FetchTarget,
+            _: &'a Collection,
+            _: usize,
+        ) -> BoxFuture<'a, Result<Entries, FetchError>> {
+            self.asked.lock().unwrap().push(target.region.clone());
+            let outcome = self.outcomes.get(target.region.as_str()).copied().unwrap_or(Ok(()));
+            let result =
+                outcome.map(|()| Vec::new()).map_err(|class| error(&secret("set"), &target.region, class));
+            Box::pin(async move { result })
+        }
+    }
+
+    #[tokio::test]
+    async fn collections_fall_over_by_the_same_rule() {
+        let set = Collection::ParameterPath { path: "/app/".into(), recursive: false };
+        let cases: [(&[(&'static str, Result<(), ErrorClass>)], &[&str], bool); 4] = [
+            (&[("east", Ok(()))], &["east"], true),
+            (&[("east", Err(ErrorClass::Throttled))], &["east", "west"], true),
+            (&[("east", Err(ErrorClass::Client))], &["east"], false),
+            (
+                &[("east", Err(ErrorClass::Server)), ("west", Err(ErrorClass::Network))],
+                &["east", "west"],
+                false,
+            ),
+        ];
+        for (outcomes, asked, ok) in cases {
+            let store = ListStore { outcomes: outcomes.iter().cloned().collect(), asked: Mutex::default() };
+            let result = list(&store, &target("east"), Some(&target("west")), &set, 10).await;
+            assert_eq!(result.is_ok(), ok, "{outcomes:?}: {result:?}");
+            assert_eq!(*store.asked.lock().unwrap(), asked, "{outcomes:?}");
+        }
     }
 }

@@ -74,7 +74,7 @@ fn object_type_from_arn_or_field() {
     ];
     for (objects, want) in cases {
         let class = parse(&params(objects)).unwrap();
-        assert_eq!(class.objects[0].object_type, want, "{objects}");
+        assert_eq!(class.objects[0].object_type(), want, "{objects}");
     }
 }
 
@@ -275,10 +275,8 @@ fn failover_name_defaults_to_the_replica_arn() {
     let mut p = params("- objectName: arn:aws:secretsmanager:us-east-1:1:secret:x-AbCdEf");
     p.failover_region = Some("us-west-2".into());
     let class = parse(&p).unwrap();
-    assert_eq!(
-        class.objects[0].name_in_failover("us-west-2"),
-        "arn:aws:secretsmanager:us-west-2:1:secret:x-AbCdEf"
-    );
+    let SecretObject::Named(object) = &class.objects[0] else { panic!("a named object") };
+    assert_eq!(object.name_in_failover("us-west-2"), "arn:aws:secretsmanager:us-west-2:1:secret:x-AbCdEf");
 }
 
 #[test]
@@ -347,27 +345,6 @@ fn extensions_beyond_ascp_are_validated() {
 }
 
 #[test]
-fn decoding() {
-    type Case<'a> = (Encoding, &'a [u8], Result<&'a [u8], ()>);
-    let cases: &[Case] = &[
-        (Encoding::Raw, b"\xff", Ok(b"\xff")),
-        (Encoding::Utf8, b"caf\xc3\xa9", Ok(b"caf\xc3\xa9")),
-        (Encoding::Utf8, b"\xff", Err(())),
-        (Encoding::Base64, b"aGVsbG8=", Ok(b"hello")),
-        (Encoding::Base64, b"aGVs\nbG8", Ok(b"hello")),
-        (Encoding::Base64, b"_-8", Ok(&[0xff, 0xef])),
-        (Encoding::Base64, b"!!", Err(())),
-        (Encoding::Hex, b"CAFE 00", Ok(&[0xca, 0xfe, 0x00])),
-        (Encoding::Hex, b"abc", Err(())),
-        (Encoding::Hex, b"zz", Err(())),
-    ];
-    for (encoding, input, want) in cases {
-        let got = encoding.decode(input).map_err(|_| ());
-        assert_eq!(got.as_deref().map_err(|_| ()), *want, "{encoding:?} {input:?}");
-    }
-}
-
-#[test]
 fn one_run_reports_arn_regions_with_other_problems() {
     let mut p =
         params("- objectName: arn:aws:secretsmanager:eu-west-1:1:secret:z\n  filePermission: '999'\n");
@@ -383,4 +360,47 @@ fn yaml_merge_keys_and_empty_file_permission_behave_like_ascp() {
     let objects = "- &base {objectName: plain, objectType: secretsmanager, objectAlias: one, filePermission: ''}\n\
                    - <<: *base\n  objectAlias: two\n";
     assert_eq!(files(&params(objects)), vec![("one".to_owned(), 0o644), ("two".to_owned(), 0o644)]);
+}
+
+#[test]
+fn messages_stay_bounded_and_say_how_many_are_left_out() {
+    let long = "é".repeat(100);
+    let objects: String = (0..500).map(|i| format!("- {{objectName: '{long}{i}'}}\n")).collect();
+    let err = parse(&params(&objects)).unwrap_err();
+    assert_eq!(err.problems.len(), 500, "every problem is kept for check");
+    let message = err.to_string();
+    assert!(message.len() < 4 * 1024, "{} bytes", message.len());
+    assert!(message.contains("; and 49") && message.contains("more problem(s)"), "{message}");
+}
+
+#[test]
+fn problems_of_one_object_do_not_hide_those_of_others() {
+    let cases = [
+        (
+            "- {objectName: x, objectType: vault}\n- {objectName: x, objectType: secretsmanager}",
+            &["objectType \"vault\" is unknown", "would both write the file \"x\""][..],
+        ),
+        (
+            "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: 'a-b', objectAlias: b}]}\n\
+             - {objectName: b, objectType: secretsmanager}",
+            &["not a valid JMESPath", "would both write the file \"b\""][..],
+        ),
+        (
+            "- {objectAlias: y, objectType: secretsmanager, filePermission: '9'}\n- {objectName: y, objectType: secretsmanager}",
+            &[
+                "objects[0]: objectName is missing",
+                "objects[0]: filePermission \"9\"",
+                "would both write the file \"y\"",
+            ][..],
+        ),
+    ];
+    for (objects, wants) in cases {
+        let found = problems(&params(objects));
+        for want in wants {
+            assert!(
+                found.iter().any(|p| p.contains(want)),
+                "{objects}\n  {found:?}\n  should contain {want:?}"
+            );
+        }
+    }
 }

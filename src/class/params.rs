@@ -1,0 +1,166 @@
+//! The class's `spec.parameters` other than `objects`: regions, file naming and how the pod's
+//! credentials are obtained; and the warning for parameters nobody reads.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use super::arn::Arn;
+use super::go;
+use super::naming::PathTranslation;
+use super::raw::did_you_mean;
+
+/// The SecretProviderClass parameters, as strings, as the driver passes them in the Mount
+/// attributes.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Parameters {
+    #[serde(default)]
+    pub objects: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default, rename = "failoverRegion")]
+    pub failover_region: Option<String>,
+    #[serde(default, rename = "pathTranslation")]
+    pub path_translation: Option<String>,
+    #[serde(default, rename = "usePodIdentity")]
+    pub use_pod_identity: Option<String>,
+    #[serde(default, rename = "preferredAddressType")]
+    pub preferred_address_type: Option<String>,
+    /// Beyond ASCP: a role to assume with the pod's credentials before fetching.
+    #[serde(default, rename = "assumeRoleArn")]
+    pub assume_role_arn: Option<String>,
+    #[serde(default, rename = "assumeRoleExternalId")]
+    pub assume_role_external_id: Option<String>,
+    /// Every other key: the driver's volume context, or a parameter nobody reads (a typo).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, IgnoredAny>,
+}
+
+/// The parameters this provider reads, for "did you mean" hints.
+const KNOWN: &[&str] = &[
+    "objects",
+    "region",
+    "failoverRegion",
+    "pathTranslation",
+    "usePodIdentity",
+    "preferredAddressType",
+    "assumeRoleArn",
+    "assumeRoleExternalId",
+];
+
+/// Keys the driver (or the sync controller) adds to the parameters.
+fn from_the_driver(key: &str) -> bool {
+    key.starts_with("csi.storage.k8s.io/") || key == "secretProviderClass" || key == "providerName"
+}
+
+/// `assumeRoleArn` (+ `assumeRoleExternalId`): cross-account role chaining.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub external_id: Option<String>,
+}
+
+/// How the pod's AWS credentials are obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// IAM Roles for Service Accounts (the default).
+    Irsa,
+    /// EKS Pod Identity, reaching the agent over the preferred address family.
+    PodIdentity(AddressPreference),
+}
+
+/// `preferredAddressType` for the Pod Identity agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AddressPreference {
+    /// IPv4 first, then IPv6.
+    #[default]
+    Auto,
+    Ipv4,
+    Ipv6,
+}
+
+/// The parameters, validated.
+#[derive(Debug, Clone)]
+pub(super) struct ClassParameters {
+    pub region: Option<String>,
+    pub failover_region: Option<String>,
+    pub path_translation: PathTranslation,
+    pub auth: AuthMethod,
+    pub assume_role: Option<AssumeRole>,
+}
+
+impl ClassParameters {
+    /// Validates every parameter but `objects`, each problem reported once; unusable values
+    /// fall back to their defaults so that the objects can still be checked.
+    pub fn parse(params: &Parameters, problems: &mut Vec<String>, warnings: &mut Vec<String>) -> Self {
+        let path_translation =
+            PathTranslation::parse(go::set(&params.path_translation)).unwrap_or_else(|e| {
+                problems.push(e);
+                PathTranslation::default()
+            });
+        let mut region_parameter = |key: &str, value: &Option<String>| {
+            let value = go::set(value)?;
+            match check_region_name(value) {
+                Ok(()) => Some(value.to_owned()),
+                Err(e) => {
+                    problems.push(format!("{key}: {e}"));
+                    None
+                }
+            }
+        };
+        let region = region_parameter("region", &params.region);
+        let failover_region = region_parameter("failoverRegion", &params.failover_region);
+        let auth = parse_auth(params).unwrap_or_else(|e| {
+            problems.push(e);
+            AuthMethod::Irsa
+        });
+        let external_id = go::set(&params.assume_role_external_id).map(str::to_owned);
+        let assume_role = match go::set(&params.assume_role_arn) {
+            Some(role_arn) => {
+                let valid =
+                    Arn::parse(role_arn).is_ok_and(|a| a.service == "iam" && a.resource.starts_with("role/"));
+                if !valid {
+                    problems.push(format!(
+                        "assumeRoleArn {role_arn:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+                    ));
+                }
+                Some(AssumeRole { role_arn: role_arn.to_owned(), external_id })
+            }
+            None if external_id.is_some() => {
+                problems.push("assumeRoleExternalId is set without assumeRoleArn".into());
+                None
+            }
+            None => None,
+        };
+        for key in params.other.keys().filter(|k| !from_the_driver(k)) {
+            warnings.push(format!(
+                "parameter {key:?} is unknown and ignored{}",
+                did_you_mean(key, KNOWN).map_or_else(String::new, |k| format!("; did you mean {k:?}?"))
+            ));
+        }
+        Self { region, failover_region, path_translation, auth, assume_role }
+    }
+}
+
+/// Region names end up in endpoint host names: allow only what AWS uses.
+pub fn check_region_name(region: &str) -> Result<(), String> {
+    let valid = !region.is_empty()
+        && region.len() <= 32
+        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid { Ok(()) } else { Err(format!("{region:?} is not an AWS region name (such as \"us-east-1\")")) }
+}
+
+fn parse_auth(params: &Parameters) -> Result<AuthMethod, String> {
+    let use_pod_identity = go::parse_bool_field("usePodIdentity", &params.use_pod_identity)?;
+    let preference = match go::set(&params.preferred_address_type) {
+        None => AddressPreference::Auto,
+        Some(v) if v.eq_ignore_ascii_case("auto") => AddressPreference::Auto,
+        Some(v) if v.eq_ignore_ascii_case("ipv4") => AddressPreference::Ipv4,
+        Some(v) if v.eq_ignore_ascii_case("ipv6") => AddressPreference::Ipv6,
+        Some(v) => {
+            return Err(format!("preferredAddressType {v:?} is invalid: use \"ipv4\", \"ipv6\" or \"auto\""));
+        }
+    };
+    Ok(if use_pod_identity { AuthMethod::PodIdentity(preference) } else { AuthMethod::Irsa })
+}

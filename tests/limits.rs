@@ -1,0 +1,202 @@
+//! Bounds before work: hostile SecretProviderClasses against the real binary. Each attack
+//! must fail fast with InvalidArgument and a bounded message naming the limit, keep the
+//! provider's memory near idle, and leave other clients served meanwhile.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use csi_provider_aws::proto::VersionRequest;
+use tonic::Code;
+
+/// The provider binary on its own socket; killed on drop.
+struct Binary {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Binary {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
+            .arg(format!("--provider-volume={}", dir.path().display()))
+            .args(["--metrics-addr=127.0.0.1:0", "--driver-writes-secrets", "--mount-timeout=5s"])
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("RUST_LOG", "info")
+            // No AWS call may happen: every class here is refused before fetching.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if line.contains("serving the CSI driver") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(20)).expect("the provider serves");
+        Self { child, dir }
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("aws.sock")
+    }
+
+    /// (current, peak) resident set in KiB.
+    fn rss(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One anchor of `k` items referenced `k` times: `k * k` nodes from `5 * k` bytes.
+fn alias_fan_out(bytes: usize) -> String {
+    let k = (bytes / 5).max(2);
+    let a = vec!["x"; k].join(",");
+    let b = vec!["*a"; k].join(",");
+    format!("- {{objectName: s, objectType: secretsmanager, a: &a [{a}], b: [{b}]}}\n")
+}
+
+fn nested(bytes: usize) -> String {
+    format!(
+        "- objectName: s\n  objectType: secretsmanager\n  deep: {}{}\n",
+        "[".repeat(bytes / 2),
+        "]".repeat(bytes / 2)
+    )
+}
+
+fn empty_objects(bytes: usize) -> String {
+    "- {}\n".repeat(bytes / 5)
+}
+
+fn bad_objects(count: usize) -> String {
+    (0..count).map(|i| format!("- {{objectName: object-number-{i}}}\n")).collect()
+}
+
+struct Attack {
+    name: &'static str,
+    objects: String,
+    /// Words the message must contain; none for a class within the limits, which passes
+    /// validation and then fails for want of an identity (no AWS call is made).
+    want: &'static [&'static str],
+}
+
+/// Mounts `objects` while another client calls Version every 10 ms; returns what it saw.
+async fn attack(binary: &Binary, objects: &str) -> (Code, String, Duration, Duration) {
+    let target = binary.dir.path().join("target");
+    let request = mount_request(&[("objects", objects), ("region", "us-east-1")], &target);
+    let mut client = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
+        channel(&binary.socket()).await,
+    )
+    .max_encoding_message_size(16 << 20);
+    let mut prober = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
+        channel(&binary.socket()).await,
+    );
+    let started = Instant::now();
+    let mount = tokio::spawn(async move { client.mount(request).await });
+    let mut slowest = Duration::ZERO;
+    while !mount.is_finished() {
+        let asked = Instant::now();
+        prober.version(VersionRequest { version: "v1alpha1".into() }).await.unwrap();
+        slowest = slowest.max(asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let result = mount.await.unwrap();
+    let took = started.elapsed();
+    match result {
+        Ok(_) => (Code::Ok, String::new(), took, slowest),
+        Err(status) => (status.code(), status.message().to_owned(), took, slowest),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_classes_fail_fast_within_memory_and_others_are_served() {
+    let attacks = [
+        Attack { name: "alias fan-out 10 KB", objects: alias_fan_out(10_000), want: &["alias", "nodes"] },
+        Attack { name: "alias fan-out 25 KB", objects: alias_fan_out(25_000), want: &["alias", "nodes"] },
+        Attack { name: "3 MB of `- {}`", objects: empty_objects(3_000_000), want: &["bytes"] },
+        Attack { name: "600 KB of `- {}`", objects: empty_objects(600_000), want: &["limit"] },
+        Attack { name: "200 KB nesting", objects: nested(200_000), want: &["nest", "depth"] },
+        Attack { name: "10k bad objects", objects: bad_objects(10_000), want: &["--max-objects"] },
+        Attack {
+            name: "500 bad objects",
+            objects: bad_objects(500),
+            want: &["objectType is missing", "more"],
+        },
+        Attack { name: "fan-out within limits", objects: alias_fan_out(1_500), want: &[] },
+    ];
+    let mut report = String::new();
+    for attack in &attacks {
+        let binary = Binary::start();
+        // Warm up: one valid mount of nothing.
+        let warm = self::attack(&binary, "").await;
+        assert_eq!(warm.0, Code::Ok, "{}", warm.1);
+        let (idle, _) = binary.rss();
+        let (code, message, took, slowest) = self::attack(&binary, &attack.objects).await;
+        let (_, peak) = binary.rss();
+        let grown = peak.saturating_sub(idle) / 1024;
+        report.push_str(&format!(
+            "{:<22} {:>8} bytes: {code:?} in {took:?}, +{grown} MiB peak RSS, Version waited at most {slowest:?}, message {} bytes\n",
+            attack.name,
+            attack.objects.len(),
+            message.len()
+        ));
+        if attack.want.is_empty() {
+            assert_ne!(code, Code::InvalidArgument, "{}: {message:.300}", attack.name);
+        } else {
+            assert_eq!(code, Code::InvalidArgument, "{}: {message:.300}", attack.name);
+        }
+        for want in attack.want {
+            assert!(message.contains(want), "{}: {message:.600} should mention {want:?}", attack.name);
+        }
+        assert!(message.len() < 16 * 1024, "{}: message of {} bytes", attack.name, message.len());
+        assert!(took < Duration::from_secs(3), "{}: took {took:?}", attack.name);
+        assert!(grown < 64, "{}: +{grown} MiB", attack.name);
+        assert!(slowest < Duration::from_millis(500), "{}: Version waited {slowest:?}", attack.name);
+    }
+    println!("{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_writes_mode_refuses_a_relative_or_unclean_target_path() {
+    let options = Options {
+        driver_writes_secrets: false,
+        endpoint: Some("http://127.0.0.1:9".into()),
+        ..Options::default()
+    };
+    let provider = Provider::start(options).await;
+    let mut client = provider.client().await;
+    for target in ["reldir", "./x", "/tmp/a/../b"] {
+        let request = mount_request(&[("objects", ""), ("region", "us-east-1")], Path::new(target));
+        let status = client.mount(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{target}: {}", status.message());
+        assert!(status.message().contains("target_path"), "{target}: {}", status.message());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let request = mount_request(&[("objects", ""), ("region", "us-east-1")], dir.path());
+    client.mount(request).await.unwrap();
+    provider.stop().await;
+}
