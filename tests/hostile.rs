@@ -743,3 +743,21 @@ async fn a_response_over_the_drivers_4_mib_is_refused_even_with_small_contents()
     assert!(err.message().contains("over the CSI driver's limit of 4194304 bytes"), "{}", err.message());
     assert!(err.message().contains("file names and object versions all count"), "{}", err.message());
 }
+
+#[test]
+fn metrics_connections_are_bounded() {
+    let binary = Binary::start(&[], &[]);
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", binary.pid())).map_or(0, |d| d.count());
+    let before = fds();
+    // More idle connections than the listener serves at once: the rest wait unaccepted.
+    let flood: Vec<std::net::TcpStream> =
+        (0..600).map(|_| std::net::TcpStream::connect(&binary.metrics).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = fds();
+    eprintln!("600 idle metrics connections: provider descriptors {before} -> {during}");
+    assert!(during <= before + 512 + 8, "{during} descriptors (from {before}): connections are not bounded");
+    drop(flood);
+    let started = Instant::now();
+    assert_eq!(http_get(&binary.metrics, "/healthz").0, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

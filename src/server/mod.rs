@@ -43,7 +43,7 @@ pub const SOCKET_NAME: &str = "aws.sock";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// At shutdown, a connection with nothing in flight for this long is closed: long enough
 /// for h2 to flush a response just finished and for a live client to read the GOAWAY.
-const IDLE_CLOSE: Duration = Duration::from_millis(250);
+const IDLE_CLOSE: Duration = Duration::from_millis(500);
 /// How often a draining connection checks whether it has gone idle.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
