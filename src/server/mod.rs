@@ -178,6 +178,7 @@ pub async fn run(
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
+                        tracing::trace!(open = connections.len() + 1, "accepted a connection");
                         backoff.succeeded();
                         let connection = Connection { routes: routes.clone(), h2: h2.clone(), shim: shim.clone() };
                         connections.spawn(connection.serve(stream, draining.clone()));
@@ -239,8 +240,9 @@ impl Connection {
         let mut connection = std::pin::pin!(connection);
         tokio::select! {
             result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!("connection ended: {e}");
+                match result {
+                    Ok(()) => tracing::trace!("connection closed by the client"),
+                    Err(e) => tracing::debug!("connection ended: {e}"),
                 }
                 return;
             }

@@ -174,7 +174,7 @@ mod tests {
             files: vec![File { path: name, mode: 420, contents: b"x".to_vec() }],
             error: None,
         };
-        assert!(ResponseTooLarge::check(&response, 1, 8000).is_ok());
+        assert!(ResponseTooLarge::check(&response, 1, 9000).is_ok());
         let err = ResponseTooLarge::check(&response, 1, 7000).unwrap_err();
         assert_eq!(err.encoded, response.encoded_len());
         let status = Status::from(err);

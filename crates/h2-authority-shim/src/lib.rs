@@ -25,6 +25,11 @@
 //! decoding stops at the cap instead of expanding a block of one-byte table references).
 //! Anything malformed or over a cap fails the connection: reads return `InvalidData`, which
 //! h2 treats as a connection error. Legitimate clients send blocks of a few hundred bytes.
+//!
+//! **Testing.** Unit tests next to the code, property tests over arbitrary frames in
+//! `tests/frames.rs`, and a libFuzzer target (`cargo install cargo-fuzz`, then in this
+//! crate's directory `cargo +nightly fuzz run frames -- -max_total_time=300`; on a stable
+//! toolchain `RUSTC_BOOTSTRAP=1 cargo fuzz run frames` works as well).
 #![forbid(unsafe_code)]
 
 mod hpack;
@@ -123,11 +128,6 @@ impl<T> AuthorityRewrite<T> {
     /// Wraps a freshly accepted connection with the default [`Config`].
     pub fn new(inner: T) -> Self {
         Config::default().wrap(inner)
-    }
-
-    /// The wrapped connection, e.g. for its peer credentials.
-    pub fn get_ref(&self) -> &T {
-        &self.inner
     }
 }
 

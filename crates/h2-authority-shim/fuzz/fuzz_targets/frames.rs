@@ -18,7 +18,11 @@ struct Chunks<'a> {
 }
 
 impl AsyncRead for Chunks<'_> {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let n = self.chunk.min(buf.remaining()).min(self.data.len());
         let (now, rest) = self.data.split_at(n);
         buf.put_slice(now);
@@ -32,7 +36,8 @@ fuzz_target!(|input: &[u8]| {
     // Most inputs get past the preface, so the fuzzer explores frames.
     let data = if control & 0x80 == 0 { [PREFACE, body].concat() } else { body.to_vec() };
     let chunk = usize::from(control & 0x7f) * 97 + 1;
-    let mut shim = h2_authority_shim::Config::default().max_header_list_size(4096).wrap(Chunks { data: &data, chunk });
+    let mut shim =
+        h2_authority_shim::Config::default().max_header_list_size(4096).wrap(Chunks { data: &data, chunk });
     let mut cx = Context::from_waker(Waker::noop());
     let mut out = vec![0u8; 1 + usize::from(control & 0x0f) * 311];
     let mut emitted = 0usize;
