@@ -306,6 +306,14 @@ async fn unreadable_aws_answers_are_transient_and_leak_nothing_even_at_trace() {
         ),
         ("GetParameters", "ssmparameter", "MARK-SSM-JSON", (200, CONTENT_JSON, r#"{"Parameters":[{"Value":"MARK-SSM-JSON"#.into())),
         ("GetParameters", "ssmparameter", "MARK-SSM-HTML", html("MARK-SSM-HTML")),
+        // Readable, but not what AWS ever answers: no value, no version; no secret at all.
+        (
+            "GetParameters",
+            "ssmparameter",
+            "MARK-SSM-EMPTY",
+            (200, CONTENT_JSON, r#"{"Parameters":[{"Name":"/p","Type":"String","ARN":"MARK-SSM-EMPTY"}]}"#.into()),
+        ),
+        ("GetSecretValue", "secretsmanager", "MARK-SM-EMPTY", (200, CONTENT_JSON, r#"{"Name":"MARK-SM-EMPTY"}"#.into())),
         ("AssumeRoleWithWebIdentity", "secretsmanager", "MARK-STS-HTML", html("MARK-STS-HTML")),
         (
             "AssumeRoleWithWebIdentity",
