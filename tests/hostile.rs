@@ -769,3 +769,32 @@ fn metrics_connections_are_bounded() {
     assert_eq!(http_get(&binary.metrics, "/healthz").0, 200);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_blocks_that_expand_past_the_header_limit_fail_their_connection() {
+    let binary = start_provider(&[]);
+    let (cpu_before, socket) = (binary.usage().1, binary.socket());
+    let attack = async {
+        let (mut write, closed) = raw_connection(&socket).await;
+        // A 4000-byte table entry, then 20,000 20-byte blocks of 20 references to it:
+        // each 80 KiB once decoded, over the 16 KiB header limit.
+        let entry = header_block(&[("x-bomb", &"b".repeat(4000))], true);
+        let mut bytes = frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &[grpc_request("Version", "localhost"), entry].concat(),
+        );
+        for i in 0..20_000u32 {
+            bytes.extend(frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 3, &[0x80 | 62; 20]));
+        }
+        let _ = write.write_all(&bytes).await;
+        tokio::time::timeout(Duration::from_secs(30), closed).await.is_ok()
+    };
+    let (closed, slowest) = served_meanwhile(&socket, attack).await;
+    let cpu = binary.usage().1 - cpu_before;
+    eprintln!("20000 expanding blocks: provider CPU {cpu:.2} s, slowest Version meanwhile {slowest:?}");
+    assert!(closed, "the server kept the connection open");
+    assert!(cpu < 0.15, "the blocks cost {cpu:.2} s of CPU");
+    assert!(slowest < Duration::from_secs(2), "other clients waited {slowest:?}");
+}

@@ -54,9 +54,10 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// SETTINGS_MAX_HEADER_LIST_SIZE: a driver's request headers are a few hundred bytes.
 const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
-/// The shim's cap on a decoded header block: above the server's own limit, so a block
-/// somewhat over it is refused by h2 for that stream only, not for the whole connection.
-const SHIM_MAX_HEADER_LIST_SIZE: usize = 4 * MAX_HEADER_LIST_SIZE as usize;
+/// The shim's cap on a decoded header block: the server's own limit, so a block h2 would
+/// refuse fails the connection in the shim instead of being expanded for h2 to decode
+/// (see the shim's `DEFAULT_MAX_HEADER_LIST_SIZE`).
+const SHIM_MAX_HEADER_LIST_SIZE: usize = MAX_HEADER_LIST_SIZE as usize;
 /// Streams a client may make the server reset for protocol errors before the connection is
 /// closed (hyper's default; tonic would turn the limit off). Guards against reset floods.
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
