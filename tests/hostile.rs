@@ -2,7 +2,9 @@
 //! must reach neither the gRPC status nor the log), and attacks on the server — many
 //! streams on one connection, HPACK bombs, a slowloris on the metrics port, descriptor
 //! exhaustion, idle connections at shutdown — each while other clients keep being served.
-//! Everything stays on 127.0.0.1 and Unix sockets; loops are bounded.
+//! Everything stays on 127.0.0.1 and Unix sockets; loops are bounded. The attacks print what
+//! they measured (`--nocapture`); `HOSTILE_PROVIDER_BIN=path` runs them against another
+//! build of the provider, to compare.
 
 mod common;
 
@@ -457,7 +459,7 @@ async fn raw_connection(
 /// attack's output and the slowest call.
 async fn served_meanwhile<T>(socket: &Path, attack: impl std::future::Future<Output = T>) -> (T, Duration) {
     let mut client = CsiDriverProviderClient::new(channel(socket).await);
-    let stop = tokio_util_stop();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_probe = stop.clone();
     let probe = tokio::spawn(async move {
         let mut slowest = Duration::ZERO;
@@ -477,10 +479,6 @@ async fn served_meanwhile<T>(socket: &Path, attack: impl std::future::Future<Out
     let out = attack.await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     (out, probe.await.unwrap())
-}
-
-fn tokio_util_stop() -> Arc<std::sync::atomic::AtomicBool> {
-    Arc::new(std::sync::atomic::AtomicBool::new(false))
 }
 
 /// The provider binary to attack: this build, or `HOSTILE_PROVIDER_BIN` (to measure
