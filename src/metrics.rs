@@ -247,8 +247,10 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Most metrics connections served at once; more wait in the listen backlog. Scrapers and
-/// probes need a handful: this bounds what a flood of connections can hold.
-const MAX_CONNECTIONS: usize = 64;
+/// probes need a handful; this bounds what a flood of connections can hold (an idle one
+/// costs ~12 KiB, so ~6 MiB at the limit) while leaving room for probes beside a few
+/// hundred half-sent requests, each dropped after [`HEADER_READ_TIMEOUT`].
+const MAX_CONNECTIONS: usize = 512;
 /// A client must send its request head within this, and an idle keep-alive connection is
 /// closed after it: a half-sent request (slowloris) cannot hold a connection.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);

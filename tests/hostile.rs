@@ -2,7 +2,9 @@
 //! must reach neither the gRPC status nor the log), and attacks on the server — many
 //! streams on one connection, HPACK bombs, a slowloris on the metrics port, descriptor
 //! exhaustion, idle connections at shutdown — each while other clients keep being served.
-//! Everything stays on 127.0.0.1 and Unix sockets; loops are bounded.
+//! Everything stays on 127.0.0.1 and Unix sockets; loops are bounded. The attacks print what
+//! they measured (`--nocapture`); `HOSTILE_PROVIDER_BIN=path` runs them against another
+//! build of the provider, to compare.
 
 mod common;
 
@@ -306,6 +308,14 @@ async fn unreadable_aws_answers_are_transient_and_leak_nothing_even_at_trace() {
         ),
         ("GetParameters", "ssmparameter", "MARK-SSM-JSON", (200, CONTENT_JSON, r#"{"Parameters":[{"Value":"MARK-SSM-JSON"#.into())),
         ("GetParameters", "ssmparameter", "MARK-SSM-HTML", html("MARK-SSM-HTML")),
+        // Readable, but not what AWS ever answers: no value, no version; no secret at all.
+        (
+            "GetParameters",
+            "ssmparameter",
+            "MARK-SSM-EMPTY",
+            (200, CONTENT_JSON, r#"{"Parameters":[{"Name":"/p","Type":"String","ARN":"MARK-SSM-EMPTY"}]}"#.into()),
+        ),
+        ("GetSecretValue", "secretsmanager", "MARK-SM-EMPTY", (200, CONTENT_JSON, r#"{"Name":"MARK-SM-EMPTY"}"#.into())),
         ("AssumeRoleWithWebIdentity", "secretsmanager", "MARK-STS-HTML", html("MARK-STS-HTML")),
         (
             "AssumeRoleWithWebIdentity",
@@ -449,7 +459,7 @@ async fn raw_connection(
 /// attack's output and the slowest call.
 async fn served_meanwhile<T>(socket: &Path, attack: impl std::future::Future<Output = T>) -> (T, Duration) {
     let mut client = CsiDriverProviderClient::new(channel(socket).await);
-    let stop = tokio_util_stop();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_probe = stop.clone();
     let probe = tokio::spawn(async move {
         let mut slowest = Duration::ZERO;
@@ -469,10 +479,6 @@ async fn served_meanwhile<T>(socket: &Path, attack: impl std::future::Future<Out
     let out = attack.await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     (out, probe.await.unwrap())
-}
-
-fn tokio_util_stop() -> Arc<std::sync::atomic::AtomicBool> {
-    Arc::new(std::sync::atomic::AtomicBool::new(false))
 }
 
 /// The provider binary to attack: this build, or `HOSTILE_PROVIDER_BIN` (to measure
@@ -742,4 +748,51 @@ async fn a_response_over_the_drivers_4_mib_is_refused_even_with_small_contents()
     assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
     assert!(err.message().contains("over the CSI driver's limit of 4194304 bytes"), "{}", err.message());
     assert!(err.message().contains("file names and object versions all count"), "{}", err.message());
+}
+
+#[test]
+fn metrics_connections_are_bounded() {
+    let binary = Binary::start(&[], &[]);
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", binary.pid())).map_or(0, |d| d.count());
+    let before = fds();
+    // More idle connections than the listener serves at once: the rest wait unaccepted.
+    let flood: Vec<std::net::TcpStream> =
+        (0..600).map(|_| std::net::TcpStream::connect(&binary.metrics).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = fds();
+    eprintln!("600 idle metrics connections: provider descriptors {before} -> {during}");
+    assert!(during <= before + 512 + 8, "{during} descriptors (from {before}): connections are not bounded");
+    drop(flood);
+    let started = Instant::now();
+    assert_eq!(http_get(&binary.metrics, "/healthz").0, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_blocks_that_expand_past_the_header_limit_fail_their_connection() {
+    let binary = start_provider(&[]);
+    let (cpu_before, socket) = (binary.usage().1, binary.socket());
+    let attack = async {
+        let (mut write, closed) = raw_connection(&socket).await;
+        // A 4000-byte table entry, then 20,000 20-byte blocks of 20 references to it:
+        // each 80 KiB once decoded, over the 16 KiB header limit.
+        let entry = header_block(&[("x-bomb", &"b".repeat(4000))], true);
+        let mut bytes = frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &[grpc_request("Version", "localhost"), entry].concat(),
+        );
+        for i in 0..20_000u32 {
+            bytes.extend(frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 3, &[0x80 | 62; 20]));
+        }
+        let _ = write.write_all(&bytes).await;
+        tokio::time::timeout(Duration::from_secs(30), closed).await.is_ok()
+    };
+    let (closed, slowest) = served_meanwhile(&socket, attack).await;
+    let cpu = binary.usage().1 - cpu_before;
+    eprintln!("20000 expanding blocks: provider CPU {cpu:.2} s, slowest Version meanwhile {slowest:?}");
+    assert!(closed, "the server kept the connection open");
+    assert!(cpu < 0.15, "the blocks cost {cpu:.2} s of CPU");
+    assert!(slowest < Duration::from_secs(2), "other clients waited {slowest:?}");
 }

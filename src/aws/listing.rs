@@ -71,9 +71,12 @@ pub(super) async fn list(
                     error(class, code, message)
                 })?;
                 for parameter in page.parameters.unwrap_or_default() {
-                    let name = parameter.name.clone().unwrap_or_default();
-                    let value = SecretBytes::from(parameter.value.unwrap_or_default());
-                    entries.push((name, FetchedSecret { value, version: parameter.version.to_string() }));
+                    let (Some(name), Some(value)) = (parameter.name, parameter.value) else {
+                        let message = super::parameterstore::MALFORMED_PARAMETER.into();
+                        return Err(error(ErrorClass::Server, None, message));
+                    };
+                    let version = parameter.version.to_string();
+                    entries.push((name, FetchedSecret { value: SecretBytes::from(value), version }));
                 }
                 if entries.len() > max {
                     return Err(too_many());

@@ -14,6 +14,10 @@ use crate::class::Arn;
 use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 
+/// A returned parameter lacking its value or version.
+pub(super) const MALFORMED_PARAMETER: &str =
+    "malformed answer from AWS (HTTP 200): a parameter without a value or version";
+
 /// GetParameters accepts at most this many names.
 const BATCH_SIZE: usize = 10;
 
@@ -122,10 +126,14 @@ async fn fetch_batch(
                 .or_else(|| parameters.iter().position(|p| matches_root(&r.name, p)))
             {
                 let p = parameters.swap_remove(i);
-                Ok(FetchedSecret {
-                    version: p.version.to_string(),
-                    value: SecretBytes::from(p.value.unwrap_or_default()),
-                })
+                match p.value {
+                    // Versions start at 1: a parameter without a value or a version is an
+                    // answer the SDK read but AWS would never give.
+                    Some(value) if p.version > 0 => {
+                        Ok(FetchedSecret { version: p.version.to_string(), value: SecretBytes::from(value) })
+                    }
+                    _ => Err(error(r, ErrorClass::Server, None, MALFORMED_PARAMETER.into())),
+                }
             } else {
                 Err(error(
                     r,

@@ -66,7 +66,7 @@ async fn fetch_one(
             return Err(error(
                 super::ErrorClass::Server,
                 None,
-                "AWS returned neither SecretString nor SecretBinary".into(),
+                "malformed answer from AWS (HTTP 200): neither SecretString nor SecretBinary".into(),
             ));
         }
     };

@@ -43,7 +43,7 @@ pub const SOCKET_NAME: &str = "aws.sock";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// At shutdown, a connection with nothing in flight for this long is closed: long enough
 /// for h2 to flush a response just finished and for a live client to read the GOAWAY.
-const IDLE_CLOSE: Duration = Duration::from_millis(250);
+const IDLE_CLOSE: Duration = Duration::from_millis(500);
 /// How often a draining connection checks whether it has gone idle.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
@@ -54,9 +54,10 @@ const DRAIN_POLL: Duration = Duration::from_millis(50);
 const MAX_CONCURRENT_STREAMS: u32 = 256;
 /// SETTINGS_MAX_HEADER_LIST_SIZE: a driver's request headers are a few hundred bytes.
 const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
-/// The shim's cap on a decoded header block: above the server's own limit, so a block
-/// somewhat over it is refused by h2 for that stream only, not for the whole connection.
-const SHIM_MAX_HEADER_LIST_SIZE: usize = 4 * MAX_HEADER_LIST_SIZE as usize;
+/// The shim's cap on a decoded header block: the server's own limit, so a block h2 would
+/// refuse fails the connection in the shim instead of being expanded for h2 to decode
+/// (see the shim's `DEFAULT_MAX_HEADER_LIST_SIZE`).
+const SHIM_MAX_HEADER_LIST_SIZE: usize = MAX_HEADER_LIST_SIZE as usize;
 /// Streams a client may make the server reset for protocol errors before the connection is
 /// closed (hyper's default; tonic would turn the limit off). Guards against reset floods.
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
@@ -178,6 +179,7 @@ pub async fn run(
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
+                        tracing::trace!(open = connections.len() + 1, "accepted a connection");
                         backoff.succeeded();
                         let connection = Connection { routes: routes.clone(), h2: h2.clone(), shim: shim.clone() };
                         connections.spawn(connection.serve(stream, draining.clone()));
@@ -239,8 +241,9 @@ impl Connection {
         let mut connection = std::pin::pin!(connection);
         tokio::select! {
             result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!("connection ended: {e}");
+                match result {
+                    Ok(()) => tracing::trace!("connection closed by the client"),
+                    Err(e) => tracing::debug!("connection ended: {e}"),
                 }
                 return;
             }
