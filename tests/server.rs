@@ -435,3 +435,60 @@ fn json_logs_are_one_object_per_line() {
         assert!(value.get("level").is_some() && value.get("message").is_some(), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_line_logged_inside_a_mount_names_the_pod_namespace_account_and_class() {
+    let name = unique("span");
+    create_secret("us-east-1", &name, "v").await;
+    // A misspelt parameter (warned at mount time) and no issuer discovery (warned by the
+    // token verifier): two lines logged from inside the mount's stages.
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager}}");
+    let request =
+        mount_request(&[("region", "us-east-1"), ("objects", &objects), ("regoin", "x")], Path::new("/t"));
+    for format in ["text", "json"] {
+        let kube = FakeKube::start().await;
+        let kubeconfig = kube.kubeconfig.display().to_string();
+        let binary = Binary::start(
+            &["--driver-writes-secrets", &format!("--log-format={format}")],
+            &[("KUBECONFIG", &kubeconfig)],
+            tempfile::tempdir().unwrap(),
+        );
+        let mut client = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
+            channel(&binary.socket()).await,
+        );
+        client.mount(request.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let log = binary.log();
+        let inside: Vec<&str> =
+            log.lines().filter(|l| l.contains("regoin") || l.contains("issuer keys")).collect();
+        assert!(inside.len() >= 2, "{format}: the two warnings were logged:\n{log}");
+        for line in inside {
+            match format {
+                "text" => {
+                    for field in [
+                        "namespace=shop",
+                        "pod=web-0",
+                        "service_account=web",
+                        "secret_provider_class=web-secrets",
+                    ] {
+                        assert!(line.contains(field), "{format}: {field} missing in {line}");
+                    }
+                }
+                _ => {
+                    let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                    let span = &value["span"];
+                    assert_eq!(
+                        (
+                            &span["namespace"],
+                            &span["pod"],
+                            &span["service_account"],
+                            &span["secret_provider_class"]
+                        ),
+                        (&"shop".into(), &"web-0".into(), &"web".into(), &"web-secrets".into()),
+                        "{line}"
+                    );
+                }
+            }
+        }
+    }
+}

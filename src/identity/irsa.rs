@@ -50,14 +50,26 @@ fn into_credentials(
     region: &str,
     source: &'static str,
 ) -> Result<Credentials, IdentityError> {
-    let credentials = credentials.ok_or_else(|| IdentityError::Sts {
+    // The SDK reads a truncated or foreign XML answer as credentials with empty fields (or a
+    // 1970 expiry) without an error: that is a malformed answer, transient like a 5xx.
+    let malformed = |what: &str| IdentityError::Sts {
         role: role.to_owned(),
         region: region.to_owned(),
         class: crate::aws::ErrorClass::Server,
         code: None,
-        message: "STS returned no credentials".into(),
-    })?;
+        message: format!("malformed answer from STS: {what}"),
+    };
+    let credentials = credentials.ok_or_else(|| malformed("no credentials"))?;
     let expiry = SystemTime::try_from(credentials.expiration).ok();
+    if credentials.access_key_id.is_empty()
+        || credentials.secret_access_key.is_empty()
+        || credentials.session_token.is_empty()
+    {
+        return Err(malformed("credentials without a key, secret or session token"));
+    }
+    if expiry.is_none_or(|e| e <= SystemTime::now()) {
+        return Err(malformed("credentials that have already expired"));
+    }
     Ok(Credentials::new(
         credentials.access_key_id,
         credentials.secret_access_key,
@@ -105,6 +117,34 @@ pub async fn chain_role(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_an_sts_answer_did_not_really_hold_are_a_transient_malformed_answer() {
+        let creds = |key: &str, secret: &str, token: &str, expires_in: i64| {
+            let now = aws_smithy_types::DateTime::from(SystemTime::now()).secs();
+            Some(
+                aws_sdk_sts::types::Credentials::builder()
+                    .access_key_id(key)
+                    .secret_access_key(secret)
+                    .session_token(token)
+                    .expiration(aws_smithy_types::DateTime::from_secs(now + expires_in))
+                    .build()
+                    .unwrap(),
+            )
+        };
+        assert!(into_credentials(creds("ASIA1", "s", "t", 3600), "r", "us-east-1", "irsa").is_ok());
+        for bad in [
+            None,
+            creds("", "s", "t", 3600),
+            creds("ASIA1", "", "t", 3600),
+            creds("ASIA1", "s", "", 3600),
+            creds("ASIA1", "s", "t", -10),
+        ] {
+            let err = into_credentials(bad, "r", "us-east-1", "irsa").unwrap_err();
+            assert!(err.is_transient(), "{err}");
+            assert!(err.to_string().contains("malformed answer from STS"), "{err}");
+        }
+    }
 
     #[test]
     fn session_names_are_valid_for_sts() {

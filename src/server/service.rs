@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use prost::Message;
 use tonic::{Code, Request, Response, Status};
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::mount::Mounter;
@@ -90,7 +91,15 @@ impl CsiDriverProvider for ProviderService {
         };
         let pod = input.pod.clone();
         let class = input.class_name.clone();
-        let result = self.mounter.mount(input).await.map_err(Failure::Mount);
+        // Every line logged inside the mount names whose mount it is.
+        let span = tracing::info_span!(
+            "mount",
+            namespace = %pod.namespace,
+            pod = %pod.name,
+            service_account = %pod.service_account,
+            secret_provider_class = %class,
+        );
+        let result = self.mounter.mount(input).instrument(span).await.map_err(Failure::Mount);
         let elapsed = started.elapsed();
         let result = result.and_then(|outcome| {
             ResponseTooLarge::check(&outcome.response, outcome.bytes, MAX_RESPONSE_BYTES)
