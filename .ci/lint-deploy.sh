@@ -62,7 +62,7 @@ echo "--- hadolint Dockerfile"
 
 echo "--- render the chart (offline, as helm template)"
 ALL_ON='{"driverWritesSecrets": false, "awsRegion": "eu-west-1", "useFipsEndpoint": true,
-  "cacheTTL": "2m", "podIdentityHttpTimeout": "250ms", "logFormat": "json",
+  "cacheTTL": "2m", "podIdentityHttpTimeout": "250ms", "logFormat": "json", "shareIrsaIdentity": false,
   "eksAddonVersion": "v0.1.0-eksbuild.1", "k8sThrottlingParams": {"qps": "20", "burst": 40},
   "env": [{"name": "RUST_LOG", "value": "debug"}], "priorityClassName": "system-node-critical",
   "nodeSelector": {"node.kubernetes.io/instance-type": "m7g.large"},
@@ -95,9 +95,13 @@ has chart-defaults.yaml "--metrics-addr=0.0.0.0:8989"
 has chart-defaults.yaml 'image: "registry.example.com/csi-provider-aws:'
 hasnt chart-defaults.yaml "/var/lib/kubelet/pods"
 hasnt chart-defaults.yaml "--cache-ttl"
+has chart-defaults.yaml '/openid/v1/jwks'
+hasnt chart-defaults.yaml "--share-irsa-identity"
 has chart-provider-writes.yaml "--driver-writes-secrets=false"
 has chart-provider-writes.yaml "mountPropagation: HostToContainer"
 has chart-all-options.yaml "--cache-ttl=2m"
+has chart-all-options.yaml "--share-irsa-identity=false"
+hasnt chart-all-options.yaml "/openid/v1/jwks"
 has chart-all-options.yaml "--pod-identity-http-timeout=250ms"
 has chart-all-options.yaml "--qps=20"
 has chart-all-options.yaml "--log-format=json"

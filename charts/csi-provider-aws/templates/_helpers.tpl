@@ -84,6 +84,9 @@ as Go programs do, but a flag given once is what an operator expects to read).
 {{- $own = append $own (printf "--burst=%d" ($v.k8sThrottlingParams.burst | int64)) }}
 {{- $own = append $own (printf "--metrics-addr=0.0.0.0:%d" ($v.metrics.port | int64)) }}
 {{- $own = append $own (printf "--log-format=%s" $v.logFormat) }}
+{{- if not $v.shareIrsaIdentity }}
+{{- $own = append $own "--share-irsa-identity=false" }}
+{{- end }}
 {{- with $v.cacheTTL }}
 {{- $own = append $own (printf "--cache-ttl=%s" .) }}
 {{- end }}
