@@ -149,12 +149,11 @@ fn check_parameters(
     lines: Lines,
 ) -> ClassReport {
     let checked = SecretProviderClass::check(params, DEFAULT_MODE, &Limits::default(), lines);
-    let mut report = ClassReport {
-        name: label.to_owned(),
-        files: Vec::new(),
-        problems: checked.problems,
-        warnings: checked.warnings,
+    let (problems, warnings) = match &checked.result {
+        Ok(class) => (Vec::new(), class.warnings.clone()),
+        Err(e) => (e.problems.clone(), e.warnings.clone()),
     };
+    let mut report = ClassReport { name: label.to_owned(), files: Vec::new(), problems, warnings };
     // secretObjects name files: checked against every file an object claims, valid or not.
     let claimed: Vec<&str> = checked.claims.iter().map(|c| c.file.as_str()).collect();
     for (place, name) in synced {
@@ -165,7 +164,7 @@ fn check_parameters(
             ));
         }
     }
-    let Some(class) = checked.class else { return report };
+    let Ok(class) = checked.result else { return report };
     if class.objects.is_empty() {
         report.warnings.push("the class mounts nothing: objects is empty or missing".into());
     }

@@ -273,7 +273,8 @@ mod tests {
     #[tokio::test]
     async fn collections_fall_over_by_the_same_rule() {
         let set = Collection::ParameterPath { path: "/app/".into(), recursive: false };
-        let cases: [(&[(&'static str, Result<(), ErrorClass>)], &[&str], bool); 4] = [
+        type Outcomes = &'static [(&'static str, Result<(), ErrorClass>)];
+        let cases: [(Outcomes, &[&str], bool); 4] = [
             (&[("east", Ok(()))], &["east"], true),
             (&[("east", Err(ErrorClass::Throttled))], &["east", "west"], true),
             (&[("east", Err(ErrorClass::Client))], &["east"], false),

@@ -22,8 +22,7 @@ pub use arn::Arn;
 pub use encoding::Encoding;
 pub use go::parse_bool as parse_go_bool;
 pub use model::{
-    Collection, CollectionObject, DEFAULT_MAX_COUNT, ExpandJson, JmesPathEntry, MAX_MAX_COUNT, NamedObject,
-    ObjectType, SecretObject,
+    Collection, CollectionObject, ExpandJson, JmesPathEntry, NamedObject, ObjectType, SecretObject,
 };
 pub use naming::PathTranslation;
 pub use params::{AddressPreference, AssumeRole, AuthMethod, Parameters, check_region_name};
@@ -118,26 +117,9 @@ impl fmt::Display for ClassError {
 /// Everything one reading of a class found, valid or not: what `check` prints.
 #[derive(Debug)]
 pub struct Checked {
-    /// Set when there is no problem.
-    pub class: Option<SecretProviderClass>,
-    pub problems: Vec<String>,
-    pub warnings: Vec<String>,
+    pub result: Result<SecretProviderClass, ClassError>,
     /// Every file the objects claim, those of invalid objects included.
     pub claims: Vec<Claim>,
-    too_many_objects: Option<TooManyObjects>,
-}
-
-impl Checked {
-    pub fn into_result(self) -> Result<SecretProviderClass, ClassError> {
-        match self.class {
-            Some(class) => Ok(class),
-            None => Err(ClassError {
-                problems: self.problems,
-                warnings: self.warnings,
-                too_many_objects: self.too_many_objects,
-            }),
-        }
-    }
 }
 
 impl SecretProviderClass {
@@ -151,7 +133,7 @@ impl SecretProviderClass {
 
     /// [`SecretProviderClass::parse`] within `limits`.
     pub fn parse_with(params: &Parameters, default_mode: u32, limits: &Limits) -> Result<Self, ClassError> {
-        Self::check(params, default_mode, limits, Lines::default()).into_result()
+        Self::check(params, default_mode, limits, Lines::default()).result
     }
 
     /// Reads the class and reports everything found; `lines` says how line numbers of
@@ -197,16 +179,20 @@ impl SecretProviderClass {
             problems.extend(validate::region_problems(primary, parameters.failover_region.as_deref(), &arns));
         }
 
-        let class = problems.is_empty().then(|| Self {
-            region: parameters.region,
-            failover_region: parameters.failover_region,
-            path_translation: parameters.path_translation,
-            auth: parameters.auth,
-            assume_role: parameters.assume_role,
-            objects,
-            warnings: warnings.clone(),
-        });
-        Checked { class, problems, warnings, claims, too_many_objects }
+        let result = if problems.is_empty() {
+            Ok(Self {
+                region: parameters.region,
+                failover_region: parameters.failover_region,
+                path_translation: parameters.path_translation,
+                auth: parameters.auth,
+                assume_role: parameters.assume_role,
+                objects,
+                warnings,
+            })
+        } else {
+            Err(ClassError { problems, warnings, too_many_objects })
+        };
+        Checked { result, claims }
     }
 
     /// Applies the rules that need the primary region once a mount has resolved it (parsing

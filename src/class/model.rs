@@ -47,6 +47,9 @@ impl fmt::Display for ObjectType {
 }
 
 /// One validated entry of `objects`.
+// A class holds a few hundred of these at most, built once per mount: boxing the larger
+// variant would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum SecretObject {
     /// One secret or parameter, named by `objectName`.
@@ -56,14 +59,6 @@ pub enum SecretObject {
 }
 
 impl SecretObject {
-    /// How messages name the object.
-    pub fn label(&self) -> String {
-        match self {
-            Self::Named(object) => object.name.clone(),
-            Self::Collection(object) => object.collection.to_string(),
-        }
-    }
-
     /// Every file known before fetching, with its mode (collections and expanded JSON add
     /// files named after what is fetched).
     pub fn files(&self) -> impl Iterator<Item = (&str, u32)> {

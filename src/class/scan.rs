@@ -202,7 +202,7 @@ impl Budget<'_> {
 
     fn event(&mut self, event: &Event<'_>, line: usize) -> Result<(), ScanError> {
         self.events += 1;
-        if self.events % 4096 == 0 && self.limits.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.events.is_multiple_of(4096) && self.limits.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(ScanError::Deadline);
         }
         let (added_nodes, added_text, anchor) = match event {
