@@ -525,6 +525,12 @@ async fn main() {
         let provider = Provider::start(aws, kubeconfig, &flags);
         tokio::time::sleep(Duration::from_millis(300)).await;
         idle.push(provider.memory().0);
+        if std::env::var_os("WARMUP").is_some() {
+            let started = Instant::now();
+            let mut client = provider.client().await;
+            client.mount(mount_request(1, "warmup", "warmup-0", &token("warmup", "warmup-0"))).await.unwrap();
+            eprintln!("{label}: first mount after start {:?}", started.elapsed());
+        }
         storms
             .push(storm(format!("csi-provider-aws, node boot, {label}"), &provider, &calls, &requests).await);
         storms.push(

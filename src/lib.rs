@@ -27,6 +27,7 @@ pub mod check;
 pub mod class;
 pub mod cli;
 pub mod client;
+pub mod error;
 pub mod identity;
 pub mod kube;
 pub mod metrics;

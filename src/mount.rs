@@ -1,5 +1,7 @@
 //! One Mount, start to end: request -> SecretProviderClass -> region -> credentials ->
 //! fetch (all objects at once) -> render -> files for the driver, or written atomically.
+//! Only the orchestration lives here: each stage is its own module, failures are
+//! [`MountError`]s, and the server turns the outcome into the driver's response.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -8,23 +10,17 @@ use std::time::{Duration, Instant};
 use futures::FutureExt as _;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use tonic::{Code, Status};
 
 use crate::aws::failover::{self, FetchFailure, FetchItem};
 use crate::aws::{FetchTarget, SecretRef, SecretStore};
-use crate::class::{
-    ClassError, CollectionObject, Limits, NamedObject, SecretObject, SecretProviderClass, TooManyObjects,
-};
-use crate::identity::{CredentialSource, IdentityError};
+use crate::class::{CollectionObject, Limits, NamedObject, SecretObject, SecretProviderClass};
+use crate::identity::CredentialSource;
 use crate::kube::ClusterLookup;
-use crate::proto;
-use crate::render::{self, Fetched, RenderError, Rendered};
-use crate::request::{self, MountInput, Pod, RequestError};
-use crate::write::{self, WriteError};
+use crate::render::{self, Fetched, Rendered};
+use crate::request::{self, MountInput, Pod};
+use crate::write;
 
-/// The object version returned when a class has no objects: the driver fails a mount whose
-/// response has no object versions at all (ASCP issue 529).
-pub const NO_OBJECTS_ID: &str = "csi-provider-aws:no-objects";
+pub use crate::error::MountError;
 
 /// Mount behaviour fixed at start-up.
 #[derive(Debug, Clone)]
@@ -56,157 +52,14 @@ impl Default for MountSettings {
     }
 }
 
-/// Why a mount failed; each variant says what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum MountError {
-    #[error(transparent)]
-    Request(#[from] RequestError),
-    #[error(transparent)]
-    Class(#[from] ClassError),
-    #[error(
-        "no AWS region for this mount: set `region` in the SecretProviderClass parameters, \
-         AWS_REGION in the provider's environment, or the topology.kubernetes.io/region label \
-         on node of pod {namespace}/{pod}"
-    )]
-    NoRegion { namespace: String, pod: String },
-    #[error("cannot find the pod's region: {0}")]
-    Region(crate::kube::ClusterError),
-    #[error(transparent)]
-    TooManyObjects(#[from] TooManyObjects),
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-    #[error("{}", fetch_message(.failures, *.total))]
-    Fetch { failures: Vec<FetchFailure>, total: usize },
-    #[error(transparent)]
-    Render(#[from] RenderError),
-    #[error(
-        "the mount's files total {size} bytes, over the limit of {limit} bytes (the driver \
-         accepts at most 4 MiB per mount): mount fewer or smaller objects, or split them \
-         across SecretProviderClasses"
-    )]
-    TooLarge { size: usize, limit: usize },
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    #[error(
-        "the mount did not finish within {0:?} (--mount-timeout): AWS or the Kubernetes API is \
-         slow or the node is overloaded; the driver retries the mount"
-    )]
-    Deadline(Duration),
-}
-
-impl MountError {
-    /// The gRPC code the driver sees (it ends up in the pod's events with the message).
-    pub fn code(&self) -> Code {
-        match self {
-            Self::Request(_) | Self::Class(_) | Self::NoRegion { .. } | Self::Render(_) => {
-                Code::InvalidArgument
-            }
-            Self::Region(crate::kube::ClusterError::NotFound { .. }) => Code::NotFound,
-            Self::Region(crate::kube::ClusterError::Unavailable { .. }) => Code::Unavailable,
-            Self::Region(crate::kube::ClusterError::InvalidName { .. }) => Code::InvalidArgument,
-            Self::Region(_) => Code::PermissionDenied,
-            Self::TooManyObjects(_) => Code::InvalidArgument,
-            Self::TooLarge { .. } => Code::ResourceExhausted,
-            Self::Identity(e) => e.code(),
-            Self::Fetch { failures, .. } => failures.first().map_or(Code::Internal, fetch_code),
-            Self::Write(_) => Code::Internal,
-            Self::Deadline(_) => Code::DeadlineExceeded,
-        }
-    }
-
-    /// A short, bounded label for metrics and logs.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Request(_) => "bad_request",
-            Self::Class(_) => "invalid_class",
-            Self::NoRegion { .. } | Self::Region(_) => "no_region",
-            Self::TooManyObjects(_) => "too_many_objects",
-            Self::Identity(_) => "identity",
-            Self::Fetch { failures, .. } => match failures.first().map(|f| f.primary().class) {
-                Some(class) if class.is_transient() => "aws_unavailable",
-                _ => match failures.first().map(fetch_code) {
-                    Some(Code::NotFound) => "not_found",
-                    Some(Code::PermissionDenied) => "access_denied",
-                    _ => "aws_client_error",
-                },
-            },
-            Self::Render(_) => "render",
-            Self::TooLarge { .. } => "too_large",
-            Self::Write(_) => "write",
-            Self::Deadline(_) => "deadline",
-        }
-    }
-}
-
-impl From<MountError> for Status {
-    fn from(err: MountError) -> Self {
-        Status::new(err.code(), err.to_string())
-    }
-}
-
-const NOT_FOUND_CODES: &[&str] = &[
-    "ResourceNotFoundException",
-    "ParameterNotFound",
-    "ParameterVersionNotFound",
-    "ParameterVersionLabelNotFound",
-];
-const DENIED_CODES: &[&str] = &[
-    "AccessDeniedException",
-    "AccessDenied",
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "DecryptionFailure",
-    "KMSAccessDeniedException",
-    "InvalidKeyId",
-];
-
-fn fetch_code(failure: &FetchFailure) -> Code {
-    let error = failure.primary();
-    if error.class.is_transient() {
-        return Code::Unavailable;
-    }
-    match error.code.as_deref() {
-        Some(code) if NOT_FOUND_CODES.contains(&code) => Code::NotFound,
-        Some(code) if DENIED_CODES.contains(&code) => Code::PermissionDenied,
-        _ => Code::InvalidArgument,
-    }
-}
-
-fn fetch_hint(code: Code) -> &'static str {
-    match code {
-        Code::NotFound => "check objectName, objectVersion/objectVersionLabel and the region",
-        Code::PermissionDenied => {
-            "allow the pod's IAM role secretsmanager:GetSecretValue / ssm:GetParameters on it \
-             (and kms:Decrypt for a customer-managed key)"
-        }
-        Code::Unavailable => "AWS did not answer in time or failed; the driver retries the mount",
-        _ => "check the object's settings",
-    }
-}
-
-fn fetch_message(failures: &[FetchFailure], total: usize) -> String {
-    const SHOWN: usize = 5;
-    let mut text = format!("failed to fetch {} of {total} objects: ", failures.len());
-    let details: Vec<String> =
-        failures.iter().take(SHOWN).map(|f| format!("{f} ({})", fetch_hint(fetch_code(f)))).collect();
-    text.push_str(&details.join("; "));
-    if failures.len() > SHOWN {
-        text.push_str(&format!("; and {} more", failures.len() - SHOWN));
-    }
-    text
-}
-
-/// What a successful mount did, for the caller's log line.
+/// What a successful mount produced: the rendered files (each with its object version),
+/// whether the provider already wrote them, and counts for the log line.
 #[derive(Debug)]
 pub struct MountOutcome {
-    pub response: proto::MountResponse,
+    pub rendered: Rendered,
+    /// The files are under the target path; only their versions go back to the driver.
+    pub written: bool,
     pub objects: usize,
-    pub files: usize,
-    pub bytes: usize,
 }
 
 /// Performs mounts; shared by all connections.
@@ -245,8 +98,11 @@ impl Mounter {
         }
         let region = cluster.node_region(&pod.namespace, &pod.name).await.map_err(MountError::Region)?;
         let region = region.ok_or_else(no_region)?;
-        crate::class::check_region_name(&region)
-            .map_err(|e| MountError::Class(ClassError::new(vec![format!("node region label: {e}")])))?;
+        crate::class::check_region_name(&region).map_err(|problem| MountError::NodeRegion {
+            namespace: pod.namespace.clone(),
+            pod: pod.name.clone(),
+            problem,
+        })?;
         Ok(region)
     }
 
@@ -303,7 +159,7 @@ impl Mounter {
             SecretProviderClass::parse_with(&parameters, default_mode, &limits)
         })
         .await
-        .map_err(|e| ClassError::new(vec![format!("reading the SecretProviderClass failed: {e}")]))?;
+        .map_err(|_| MountError::Internal("reading the SecretProviderClass"))?;
         parsed.map_err(|e| match e.too_many_objects() {
             Some(too_many) => MountError::TooManyObjects(too_many),
             None => MountError::Class(e),
@@ -382,45 +238,23 @@ impl Mounter {
         Ok(render::render(class.path_translation, &fetched)?)
     }
 
+    /// Writes the files in provider-writes mode (all or nothing); else leaves them to the driver.
     async fn finish(
         &self,
         input: MountInput,
         objects: usize,
         rendered: Rendered,
     ) -> Result<MountOutcome, MountError> {
-        let mut object_version: Vec<proto::ObjectVersion> = rendered
-            .files
-            .iter()
-            .map(|f| proto::ObjectVersion { id: f.file.path.clone(), version: f.version.clone() })
-            .collect();
-        if object_version.is_empty() {
-            object_version.push(proto::ObjectVersion { id: NO_OBJECTS_ID.into(), version: "0".into() });
+        if self.settings.driver_writes_secrets {
+            return Ok(MountOutcome { rendered, written: false, objects });
         }
-        let bytes = rendered.size();
-        let file_count = rendered.files.len();
-        let files = if self.settings.driver_writes_secrets {
-            rendered
-                .files
-                .into_iter()
-                .map(|f| proto::File {
-                    path: f.file.path,
-                    mode: f.file.mode as i32,
-                    contents: f.file.contents.into_vec(),
-                })
-                .collect()
-        } else {
-            let target = input.target_path.clone();
-            tokio::task::spawn_blocking(move || write::write_all(&target, &rendered.files)).await.map_err(
-                |e| WriteError::Io { path: String::new(), source: std::io::Error::other(e.to_string()) },
-            )??;
-            Vec::new()
-        };
-        Ok(MountOutcome {
-            response: proto::MountResponse { object_version, error: None, files },
-            objects,
-            files: file_count,
-            bytes,
+        let target = input.target_path;
+        let rendered = tokio::task::spawn_blocking(move || {
+            write::write_all(&target, &rendered.files).map(|()| rendered)
         })
+        .await
+        .map_err(|_| MountError::Internal("writing the files"))??;
+        Ok(MountOutcome { rendered, written: true, objects })
     }
 }
 
@@ -502,8 +336,22 @@ mod tests {
     use super::*;
     use crate::aws::{FetchResults, FetchedSecret};
     use crate::class::{AuthMethod, Parameters};
-    use crate::identity::Identity;
+    use crate::identity::{Identity, IdentityError};
     use crate::secret::SecretBytes;
+    use crate::server::response::{MAX_RESPONSE_BYTES, NO_OBJECTS_ID, response};
+    use crate::server::status;
+    use tonic::{Code, Status};
+
+    /// The driver's view of a mount: its response, as the server builds it.
+    trait Answer {
+        fn response(self) -> crate::proto::MountResponse;
+    }
+
+    impl Answer for MountOutcome {
+        fn response(self) -> crate::proto::MountResponse {
+            response(self, MAX_RESPONSE_BYTES).unwrap()
+        }
+    }
 
     /// Answers every ref with its own name as the value, after `delay`; counts refs.
     struct EchoStore {
@@ -579,8 +427,9 @@ mod tests {
     async fn no_objects_needs_no_credentials_and_returns_a_placeholder_version() {
         let (mounter, store, credentials) = setup(driver_writes(), Duration::ZERO);
         let outcome = mounter.mount(input("")).await.unwrap();
-        assert_eq!(outcome.response.object_version.len(), 1);
-        assert_eq!(outcome.response.object_version[0].id, NO_OBJECTS_ID);
+        let response = outcome.response();
+        assert_eq!(response.object_version.len(), 1);
+        assert_eq!(response.object_version[0].id, NO_OBJECTS_ID);
         assert_eq!(credentials.0.load(Ordering::SeqCst), 0);
         assert_eq!(store.asked.load(Ordering::SeqCst), 0);
     }
@@ -591,7 +440,8 @@ mod tests {
         let objects = "- {objectName: a, objectType: secretsmanager, objectAlias: one}\n\
                        - {objectName: a, objectType: secretsmanager, objectAlias: two}";
         let outcome = mounter.mount(input(objects)).await.unwrap();
-        let files: Vec<&str> = outcome.response.files.iter().map(|f| f.path.as_str()).collect();
+        let response = outcome.response();
+        let files: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(files, vec!["one", "two"]);
         assert_eq!(store.asked.load(Ordering::SeqCst), 1);
     }
@@ -603,23 +453,23 @@ mod tests {
         let err =
             mounter.mount(input("- {objectName: long-name, objectType: secretsmanager}")).await.unwrap_err();
         assert!(matches!(err, MountError::TooLarge { size: 9, limit: 3 }), "{err}");
-        assert_eq!(err.code(), Code::ResourceExhausted);
+        assert_eq!(status::code(&err), Code::ResourceExhausted);
 
         let settings = MountSettings { timeout: Duration::from_millis(50), ..driver_writes() };
         let (mounter, _, _) = setup(settings, Duration::from_secs(5));
         let err = mounter.mount(input("- {objectName: a, objectType: secretsmanager}")).await.unwrap_err();
-        assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+        assert_eq!(status::code(&err), Code::DeadlineExceeded, "{err}");
     }
 
     #[tokio::test]
     async fn every_error_maps_to_a_code_and_a_bounded_label() {
         let (mounter, _, _) = setup(driver_writes(), Duration::ZERO);
         let err = mounter.mount(input("- {objectName: a}")).await.unwrap_err();
-        assert_eq!((err.code(), err.label()), (Code::InvalidArgument, "invalid_class"));
+        assert_eq!((status::code(&err), status::label(&err)), (Code::InvalidArgument, "invalid_class"));
         let mut no_region = input("- {objectName: a, objectType: secretsmanager}");
         no_region.parameters.region = None;
         let err = mounter.mount(no_region).await.unwrap_err();
-        assert_eq!((err.code(), err.label()), (Code::InvalidArgument, "no_region"));
+        assert_eq!((status::code(&err), status::label(&err)), (Code::InvalidArgument, "no_region"));
         let status: Status = err.into();
         assert!(status.message().contains("no AWS region"));
     }

@@ -72,7 +72,70 @@ impl FetchError {
             message,
         }
     }
+
+    /// What the failure means for the user; decided here, where the AWS codes are known.
+    pub fn kind(&self) -> FailureKind {
+        if self.class.is_transient() {
+            return FailureKind::Unavailable;
+        }
+        match self.code.as_deref() {
+            Some(code) if NOT_FOUND_CODES.contains(&code) => FailureKind::NotFound,
+            Some(code) if DENIED_CODES.contains(&code) => FailureKind::Denied,
+            _ => FailureKind::Rejected,
+        }
+    }
 }
+
+/// What a failed fetch means for the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No such object, version or label in that region.
+    NotFound,
+    /// The pod's role may not read it (or decrypt it).
+    Denied,
+    /// AWS failed, throttled or did not answer: retried, failed over, temporary.
+    Unavailable,
+    /// AWS refused the request for another reason (a malformed name, say).
+    Rejected,
+}
+
+impl FailureKind {
+    /// What to do about it, for the message.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::NotFound => "check objectName, objectVersion/objectVersionLabel and the region",
+            Self::Denied => {
+                "allow the pod's IAM role secretsmanager:GetSecretValue / ssm:GetParameters on it \
+                 (and kms:Decrypt for a customer-managed key)"
+            }
+            Self::Unavailable => "AWS did not answer in time or failed; the driver retries the mount",
+            Self::Rejected => "check the object's settings",
+        }
+    }
+}
+
+/// AWS error codes meaning the object (or version, or label) does not exist.
+const NOT_FOUND_CODES: &[&str] = &[
+    "ResourceNotFoundException",
+    "ParameterNotFound",
+    "ParameterVersionNotFound",
+    "ParameterVersionLabelNotFound",
+];
+
+/// AWS error codes meaning the credentials may not read or decrypt the object.
+const DENIED_CODES: &[&str] = &[
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "DecryptionFailure",
+    "KMSAccessDeniedException",
+    "InvalidKeyId",
+];
 
 /// AWS error codes meaning "slow down", across Secrets Manager, SSM and STS.
 const THROTTLING_CODES: &[&str] = &[

@@ -20,7 +20,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 
-pub use error::{ErrorClass, FetchError, classify};
+pub use error::{ErrorClass, FailureKind, FetchError, classify};
 
 use crate::class::ObjectType;
 use crate::metrics::Metrics;

@@ -82,20 +82,6 @@ impl IdentityError {
             _ => false,
         }
     }
-
-    /// The gRPC code for the driver.
-    pub fn code(&self) -> tonic::Code {
-        use tonic::Code;
-        match self {
-            Self::NoTokens | Self::NoTokenForAudience(_) | Self::BadTokens(_) | Self::NoPodField(_) => {
-                Code::InvalidArgument
-            }
-            Self::Cluster(ClusterError::NotFound { .. }) => Code::NotFound,
-            Self::Cluster(ClusterError::InvalidName { .. }) => Code::InvalidArgument,
-            _ if self.is_transient() => Code::Unavailable,
-            _ => Code::PermissionDenied,
-        }
-    }
 }
 
 /// Credentials and a key naming everything they derive from.

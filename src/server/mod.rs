@@ -9,7 +9,9 @@
 //! connection holding the process for the whole grace period.
 
 mod accept;
+pub mod response;
 mod service;
+pub mod status;
 
 use std::fs;
 use std::future::Future;
@@ -30,7 +32,8 @@ use tower::ServiceExt;
 
 pub(crate) use accept::AcceptBackoff;
 pub use h2_authority_shim::AuthorityRewrite;
-pub use service::{MAX_RESPONSE_BYTES, ProviderService};
+pub use response::{MAX_RESPONSE_BYTES, NO_OBJECTS_ID};
+pub use service::ProviderService;
 
 use crate::metrics::Metrics;
 use crate::mount::Mounter;
