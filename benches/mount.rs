@@ -235,15 +235,7 @@ impl Provider {
     }
 
     async fn client(&self) -> CsiDriverProviderClient<Channel> {
-        let socket = self.socket.clone();
-        let channel = Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_| {
-                let socket = socket.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(socket).await?)) }
-            }))
-            .await
-            .unwrap();
-        CsiDriverProviderClient::new(channel)
+        CsiDriverProviderClient::new(csi_provider_aws::client::connect(&self.socket).await.unwrap())
     }
 }
 

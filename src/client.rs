@@ -92,8 +92,9 @@ async fn mount_into(
     Ok(summary)
 }
 
-/// A channel to the provider's socket, as the driver dials it (authority `localhost`).
-async fn connect(socket: &Path) -> Result<Channel, String> {
+/// A channel to the provider's socket, as the driver dials it (authority `localhost`): the
+/// one Unix-socket connector of `mount`, the integration tests and the benchmark.
+pub async fn connect(socket: &Path) -> Result<Channel, String> {
     let path = socket.to_owned();
     Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_| {

@@ -26,8 +26,8 @@ use csi_provider_aws::provider;
 use csi_provider_aws::server;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UnixStream};
-use tonic::transport::{Channel, Endpoint};
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::Channel;
 
 /// A moto server shared by the tests of one test binary: `MOTO_URL` if set, else one started
 /// here (it exits when this test process does).
@@ -262,17 +262,9 @@ impl Provider {
     }
 }
 
-/// A gRPC channel over the Unix socket at `path`.
+/// A gRPC channel over the Unix socket at `path`, as the driver dials it.
 pub async fn channel(path: &Path) -> Channel {
-    let path = path.to_owned();
-    Endpoint::try_from("http://localhost")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-        }))
-        .await
-        .unwrap()
+    csi_provider_aws::client::connect(path).await.unwrap()
 }
 
 /// The service-account tokens the driver passes (tokenRequests for both audiences).
