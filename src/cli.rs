@@ -149,7 +149,7 @@ pub struct ServeArgs {
     pub max_concurrent_mounts: usize,
 
     /// AWS requests in flight at once across all mounts (keeps a mount storm within quotas).
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_aws_requests: usize,
 
     /// Serve a value fetched by the same pod identity again for this long (e.g. `2m`), to cut
