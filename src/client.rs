@@ -114,14 +114,7 @@ pub async fn connect(socket: &Path) -> Result<Channel, String> {
 
 /// The kind of the I/O error somewhere in `error`'s chain of causes.
 fn io_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        cause = e.source();
-    }
-    None
+    crate::error::find_cause::<std::io::Error>(error).map(std::io::Error::kind)
 }
 
 /// Creates `target` and any missing parents; returns the outermost directory it created.

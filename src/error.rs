@@ -66,6 +66,20 @@ pub enum MountError {
     Internal(&'static str),
 }
 
+/// The first error of type `T` in `error`'s chain of causes: how a stage looks past an
+/// SDK's or a client's wrapping for the one fact it classifies by (an I/O error kind, a size
+/// limit), without showing the wrapper's text.
+pub fn find_cause<'e, T: std::error::Error + 'static>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e T> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        cause = e.source();
+    }
+    None
+}
+
 /// The first few failures, each with what to do about it, and how many more there were.
 fn fetch_message(failures: &[FetchFailure], total: usize) -> String {
     const SHOWN: usize = 5;

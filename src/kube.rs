@@ -250,16 +250,8 @@ fn classify(err: &kube::Error, what: &str) -> ClusterError {
     }
 }
 
-fn is_too_large(mut err: &(dyn std::error::Error + 'static)) -> bool {
-    loop {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        match err.source() {
-            Some(source) => err = source,
-            None => return false,
-        }
-    }
+fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    crate::error::find_cause::<http_body_util::LengthLimitError>(err).is_some()
 }
 
 /// Kubernetes object names are DNS labels/subdomains; anything else is refused before it

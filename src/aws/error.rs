@@ -234,14 +234,7 @@ fn malformed(status: u16) -> String {
 /// The kind of the I/O error behind a dispatch failure: an enum, so it names no host, path
 /// or data.
 fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
-    let mut source = Some(error);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        source = e.source();
-    }
-    None
+    crate::error::find_cause::<std::io::Error>(error).map(std::io::Error::kind)
 }
 
 /// Text from AWS made safe to show: printable ASCII only (AWS's messages are English; no
