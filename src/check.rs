@@ -65,15 +65,14 @@ pub fn format(reports: &[ClassReport]) -> String {
     for report in reports {
         if report.problems.is_empty() {
             let sets = report.files.iter().filter(|f| f.starts_with("<a file per")).count();
-            let _ = match sets {
-                0 => writeln!(out, "{}: OK, {} file(s)", report.name, report.files.len()),
-                _ => writeln!(
-                    out,
-                    "{}: OK, {} file(s) and {sets} set(s) of files",
-                    report.name,
-                    report.files.len() - sets
-                ),
+            let files = report.files.len() - sets;
+            let sets = if sets == 0 { String::new() } else { format!(" and {sets} set(s) of files") };
+            // Warnings do not fail the check (a mount would work), but the summary says so.
+            let warned = match report.warnings.len() {
+                0 => String::new(),
+                n => format!(", {n} warning(s)"),
             };
+            let _ = writeln!(out, "{}: OK, {files} file(s){sets}{warned}", report.name);
             for file in &report.files {
                 let _ = writeln!(out, "  {file}");
             }
@@ -155,14 +154,13 @@ fn check_parameters(
     };
     let mut report = ClassReport { name: label.to_owned(), files: Vec::new(), problems, warnings };
     // secretObjects name files: checked against every file an object claims, valid or not.
-    let claimed: Vec<&str> = checked.claims.iter().map(|c| c.file.as_str()).collect();
-    for (place, name) in synced {
-        if !claimed.contains(&name.as_str()) {
-            report.problems.push(format!(
-                "{place} {name:?} matches no mounted file; use one of: {}",
-                claimed.join(", ")
-            ));
-        }
+    let mut claimed: Vec<&str> = checked.claims.iter().map(|c| c.file.as_str()).collect();
+    claimed.dedup();
+    for (place, name) in synced.iter().filter(|(_, name)| !claimed.contains(&name.as_str())) {
+        report.problems.push(match claimed.is_empty() {
+            true => format!("{place} {name:?} matches no mounted file: the class mounts none"),
+            false => format!("{place} {name:?} matches no mounted file; use one of: {}", claimed.join(", ")),
+        });
     }
     let Ok(class) = checked.result else { return report };
     if class.objects.is_empty() {
@@ -350,6 +348,10 @@ metadata: {name: other}
         ];
         for (text, problems, warnings) in cases {
             let reports = check(&text, None).unwrap();
+            if problems.is_empty() {
+                let headline = format(&reports);
+                assert!(headline.contains("warning(s)\n"), "{headline}");
+            }
             let (found, warned) = (reports[0].problems.join("\n"), reports[0].warnings.join("\n"));
             for want in problems {
                 assert!(found.contains(want), "{text}\nproblems:\n{found}\nshould contain {want:?}");

@@ -237,6 +237,10 @@ fn bomb() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    // Each case parses up to a few MB of YAML four times: a quarter of PROPTEST_CASES keeps
+    // CI's fuzz step short.
+    #![proptest_config(ProptestConfig::with_cases((ProptestConfig::default().cases / 4).max(32)))]
+
     #[test]
     fn the_yaml_budget_bounds_what_is_built(text in bomb()) {
         let limits = Limits { max_objects: 1000, max_nodes: 20_000, max_text: 200_000, max_depth: 20, ..Limits::default() };
