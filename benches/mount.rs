@@ -30,8 +30,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, UnixStream};
-use tonic::transport::{Channel, Endpoint};
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
 
 const REGION: &str = "us-east-1";
 
@@ -375,17 +375,30 @@ async fn storm(label: String, provider: &Provider, calls: &Calls, requests: &[Mo
             let start = start.clone();
             tokio::spawn(async move {
                 start.wait().await;
-                client.mount(request).await.map(|r| r.into_inner().files.len())
+                let started = Instant::now();
+                let files = client.mount(request).await.map(|r| r.into_inner().files.len());
+                (files, started.elapsed())
             })
         })
         .collect();
     let mut failed = 0;
+    let mut times = Vec::new();
     for task in tasks {
-        if !matches!(task.await, Ok(Ok(20))) {
-            failed += 1;
+        match task.await {
+            Ok((Ok(20), took)) => times.push(took),
+            _ => failed += 1,
         }
     }
     let wall = started.elapsed();
+    times.sort();
+    if std::env::var_os("STORM_DETAIL").is_some() && !times.is_empty() {
+        eprintln!(
+            "{label}: per-mount p10 {:?} p50 {:?} max {:?}",
+            percentile(&times, 10),
+            percentile(&times, 50),
+            times[times.len() - 1]
+        );
+    }
     let (_, peak) = provider.memory();
     Storm {
         label,
@@ -513,7 +526,9 @@ async fn main() {
         ));
     }
     for (label, kubeconfig, flags) in &runs {
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let extra = std::env::var("EXTRA_FLAGS").unwrap_or_default();
+        flags.extend(extra.split_whitespace());
         let provider = Provider::start(aws, kubeconfig, &flags);
         tokio::time::sleep(Duration::from_millis(300)).await;
         idle.push(provider.memory().0);

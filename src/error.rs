@@ -69,7 +69,9 @@ pub enum MountError {
 /// The first error of type `T` in `error`'s chain of causes: how a stage looks past an
 /// SDK's or a client's wrapping for the one fact it classifies by (an I/O error kind, a size
 /// limit), without showing the wrapper's text.
-pub fn find_cause<'e, T: std::error::Error + 'static>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e T> {
+pub fn find_cause<'e, T: std::error::Error + 'static>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
     let mut cause = Some(error);
     while let Some(e) = cause {
         if let Some(found) = e.downcast_ref::<T>() {

@@ -631,14 +631,15 @@ impl FakeHttp {
             .unwrap_or((404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"not found","reason":"NotFound","code":404}"#.into()));
         // As an API server does: a metadata-only GET gets the object's PartialObjectMetadata.
         let accept = req.headers().get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if status == 200 && accept.contains("as=PartialObjectMetadata") {
-            if let Ok(object) = serde_json::from_str::<serde_json::Value>(&body) {
-                body = serde_json::json!({
-                    "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                    "metadata": object["metadata"],
-                })
-                .to_string();
-            }
+        if status == 200
+            && accept.contains("as=PartialObjectMetadata")
+            && let Ok(object) = serde_json::from_str::<serde_json::Value>(&body)
+        {
+            body = serde_json::json!({
+                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                "metadata": object["metadata"],
+            })
+            .to_string();
         }
         hyper::Response::builder()
             .status(status)
