@@ -307,3 +307,26 @@ async fn a_kubernetes_api_that_is_down_gives_unavailable_quickly() {
     assert!(started.elapsed() < Duration::from_secs(15));
     provider.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_kubernetes_answer_is_refused_not_buffered() {
+    let provider = Provider::start(Options::default()).await;
+    // A 4 MiB "service account": far more than any real one; the answer is cut at 1 MiB.
+    let padding = "x".repeat(4 * 1024 * 1024);
+    let body = serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "web", "namespace": "shop", "annotations": {"eks.amazonaws.com/role-arn": WEB_ROLE, "padding": padding}},
+    });
+    provider.kube.as_ref().unwrap().http.route(
+        "/api/v1/namespaces/shop/serviceaccounts/web",
+        200,
+        &body.to_string(),
+    );
+    let (_, objects) = secret().await;
+    let err = provider.client().await.mount(request(&objects, &[])).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    assert!(err.message().contains("larger than 1048576 bytes"), "{}", err.message());
+    assert!(err.message().contains("service account shop/web"), "{}", err.message());
+    assert!(!err.message().contains("xxxxxxxx"), "the answer is not echoed");
+    provider.stop().await;
+}
