@@ -71,6 +71,7 @@ fn run_check(file: &std::path::Path, region: Option<&str>) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
+    let shutdown = shutdown_signal();
     telemetry::init(args.log_format());
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting csi-provider-aws");
     // The effective values, after repeated flags (the last one wins) and defaults.
@@ -151,7 +152,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match server::run(listener, &socket, mounter, metrics, shutdown_signal()).await {
+    match server::run(listener, &socket, mounter, metrics, shutdown).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -163,19 +164,23 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Completes on SIGTERM (the kubelet stopping the pod) or SIGINT.
-async fn shutdown_signal() {
+/// Completes on SIGTERM (the kubelet stopping the pod) or SIGINT. The handlers are installed
+/// when this is called, not when it is first awaited, so a signal that arrives while the
+/// provider is still starting stops it cleanly once it serves, instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let signals =
+        signal(SignalKind::terminate()).and_then(|term| Ok((term, signal(SignalKind::interrupt())?)));
+    async move {
+        match signals {
+            Ok((mut term, mut int)) => tokio::select! {
+                _ = term.recv() => tracing::info!("received SIGTERM"),
+                _ = int.recv() => tracing::info!("received SIGINT"),
+            },
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM and SIGINT: {e}; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("received SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
     }
 }
