@@ -261,3 +261,30 @@ fn a_repeated_flag_takes_its_last_value_as_in_go() {
     let log = log.lock().unwrap().clone();
     assert!(log.contains("qps=20") && log.contains("burst=30"), "{log}");
 }
+
+#[test]
+fn sigterm_while_starting_stops_cleanly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
+        .arg(format!("--provider-volume={}", dir.path().display()))
+        .arg("--metrics-addr=127.0.0.1:0")
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The kubelet may stop a pod at any time, also before its socket is served: signal at the
+    // first log line, long before that.
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("starting csi-provider-aws"), "{first}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let log: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {log:?}");
+    assert!(log.iter().any(|l| l.contains("received SIGTERM")), "{log:?}");
+    assert!(!dir.path().join("aws.sock").exists(), "the socket was left behind");
+}

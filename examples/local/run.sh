@@ -38,7 +38,7 @@ if ! python3 -c 'import moto.server' 2>/dev/null; then
   say "installing moto (the local AWS emulator) from PyPI"
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 fi
-say "building csi-provider-aws (first time: a few minutes)"
+say "building (first time: a few minutes): cargo build --bin csi-provider-aws"
 cargo build --quiet --locked --bin csi-provider-aws
 BIN=target/debug/csi-provider-aws
 
