@@ -205,9 +205,17 @@ impl Provider {
             .env("AWS_ACCESS_KEY_ID", "provider")
             .env("AWS_SECRET_ACCESS_KEY", "provider")
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
+            // PROVIDER_LOG=FILE keeps the provider's log (at PROVIDER_RUST_LOG, default warn).
+            .env("RUST_LOG", std::env::var("PROVIDER_RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var("PROVIDER_LOG") {
+                Ok(path) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_or_else(|_| Stdio::null(), Stdio::from),
+                Err(_) => Stdio::null(),
+            })
             .spawn()
             .unwrap();
         let socket = dir.path().join("aws.sock");

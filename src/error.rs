@@ -27,7 +27,11 @@ pub enum MountError {
          on node of pod {namespace}/{pod}"
     )]
     NoRegion { namespace: String, pod: String },
-    #[error("cannot find the pod's region: {0}")]
+    #[error(
+        "cannot find the pod's region ({0}): set `region` in the SecretProviderClass parameters \
+         or AWS_REGION in the provider's environment (a secrets-store-sync-controller mount names \
+         the controller's pod, which is not in the SecretSync's namespace)"
+    )]
     Region(ClusterError),
     #[error(
         "the region label of the node of pod {namespace}/{pod} is not an AWS region ({problem}): \

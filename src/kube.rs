@@ -216,6 +216,7 @@ impl ApiClient {
         F: FnOnce(kube::Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, kube::Error>>,
     {
+        let started = Instant::now();
         let client = self.client(what).await?;
         let result = match tokio::time::timeout(REQUEST_TIMEOUT * 2, request(client)).await {
             Ok(Ok(value)) => Ok(value),
@@ -224,7 +225,14 @@ impl ApiClient {
                 Err(ClusterError::Unavailable { what: what.to_owned(), message: "no answer in time".into() })
             }
         };
-        self.metrics.kube_request(resource, result.as_ref().map_or_else(ClusterError::label, |_| "success"));
+        let outcome = result.as_ref().map_or_else(ClusterError::label, |_| "success");
+        self.metrics.kube_request(resource, outcome);
+        tracing::debug!(
+            resource,
+            outcome,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "kubernetes request"
+        );
         result
     }
 }
@@ -357,8 +365,15 @@ impl ClusterLookup for KubeLookup {
                     .body(Vec::new())
                     .map_err(|e| ClusterError::Unavailable { what: what.into(), message: e.to_string() })?;
                 let resource = path.rsplit('/').next().unwrap_or(path);
+                // Outside the --qps budget: the verifier reads the keys once per 10 minutes or
+                // key rotation, at most every 5 s, so a booting node's service-account lookups
+                // keep the whole burst.
                 self.api
-                    .call(resource, what, |client| async move { client.request_text(request).await })
+                    .call_unlimited(
+                        resource,
+                        what,
+                        |client| async move { client.request_text(request).await },
+                    )
                     .await
             };
             // Both through the API server (as the built-in system:service-account-issuer-discovery

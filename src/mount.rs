@@ -173,10 +173,12 @@ impl Mounter {
         class.check_regions(&region)?;
         let regions: Vec<String> =
             std::iter::once(region.clone()).chain(class.failover_region.clone()).collect();
+        let started = Instant::now();
         let mut identity = self.credentials.credentials(pod, class.auth, &regions).await?;
         if let Some(role) = &class.assume_role {
             identity = self.credentials.assume_role(pod, &identity, role, &regions).await?;
         }
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "credentials ready");
         let target = |region: &String| FetchTarget {
             region: region.clone(),
             credentials: identity.credentials.clone(),

@@ -265,8 +265,14 @@ impl PodCredentials {
                         service_account: service_account.clone(),
                     }
                 })?;
+                let started = Instant::now();
                 let verdict =
                     self.verifier.verify(&token, tokens::IRSA_AUDIENCE, &namespace, &service_account).await;
+                tracing::debug!(
+                    outcome = verdict.map_or_else(verify::Unverified::label, |()| "verified"),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "token verification"
+                );
                 self.metrics
                     .token_verification(verdict.map_or_else(verify::Unverified::label, |()| "verified"));
                 let key = match verdict {
