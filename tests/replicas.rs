@@ -264,3 +264,22 @@ async fn pod_identity_stays_per_pod_and_role_chains_follow_the_class() {
     assert_eq!(proxy.requests_containing("Action=AssumeRole&").len(), 1, "and so is the chained role");
     provider.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_discovery_does_not_spend_the_kubernetes_rate_limit() {
+    // One request a second, no burst: the service-account lookup takes the only token. Were
+    // the two discovery reads rate limited too, the mount would wait about two seconds.
+    let key = SigningKey::generate("key-1");
+    let (provider, proxy) = provider_with_proxy(Options { kube_rate: (1, 1), ..Options::default() }).await;
+    provider.kube.as_ref().unwrap().issuer(&[&key]);
+    let objects = secret().await;
+    let started = std::time::Instant::now();
+    let tokens = pod_tokens(&key, "shop", "web", "web-0");
+    provider.client().await.mount(mount_as(&objects, "shop", "web", "web-0", &tokens)).await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1500), "the mount waited {took:?} for the rate limit");
+    let metrics = provider.metrics.encode();
+    assert_eq!(sample(&metrics, r#"csi_provider_aws_token_verifications_total{outcome="verified"}"#), 1);
+    assert_eq!(proxy.requests_containing(STS_CALL).len(), 1);
+    provider.stop().await;
+}

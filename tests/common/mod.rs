@@ -149,6 +149,8 @@ pub struct Options {
     pub max_objects: usize,
     /// Let verified replicas share their service account's IRSA identity.
     pub share_irsa: bool,
+    /// Kubernetes API `--qps`, `--burst`.
+    pub kube_rate: (u32, u32),
 }
 
 impl Default for Options {
@@ -168,6 +170,7 @@ impl Default for Options {
             max_mount_bytes: MountSettings::default().max_response_bytes,
             max_objects: MountSettings::default().max_objects,
             share_irsa: true,
+            kube_rate: (100, 100),
         }
     }
 }
@@ -215,8 +218,8 @@ impl Provider {
             cache: CacheSettings { ttl: options.cache_ttl, ..CacheSettings::default() },
             max_aws_requests: 64,
             kube: KubeSource::Kubeconfig(kubeconfig),
-            kube_qps: 100,
-            kube_burst: 100,
+            kube_qps: options.kube_rate.0,
+            kube_burst: options.kube_rate.1,
             identity: if options.provider_credentials {
                 provider::IdentityMode::Fixed(test_credentials())
             } else {
