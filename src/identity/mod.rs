@@ -259,19 +259,21 @@ impl PodCredentials {
         let (method, key, token, result) = match auth {
             AuthMethod::Irsa => {
                 let token = tokens::token_for(pod.tokens.as_ref(), tokens::IRSA_AUDIENCE)?;
-                let role = self.cluster.role_arn(&namespace, &service_account).await?.ok_or_else(|| {
-                    IdentityError::NoRole {
-                        namespace: namespace.clone(),
-                        service_account: service_account.clone(),
-                    }
-                })?;
+                // The role lookup and the token check are independent: both at once, so a
+                // booting node pays one Kubernetes round trip, not two.
                 let started = Instant::now();
-                let verdict =
-                    self.verifier.verify(&token, tokens::IRSA_AUDIENCE, &namespace, &service_account).await;
+                let (role, verdict) = futures::join!(
+                    self.cluster.role_arn(&namespace, &service_account),
+                    self.verifier.verify(&token, tokens::IRSA_AUDIENCE, &namespace, &service_account),
+                );
+                let role = role?.ok_or_else(|| IdentityError::NoRole {
+                    namespace: namespace.clone(),
+                    service_account: service_account.clone(),
+                })?;
                 tracing::debug!(
                     outcome = verdict.map_or_else(verify::Unverified::label, |()| "verified"),
                     elapsed_ms = started.elapsed().as_millis() as u64,
-                    "token verification"
+                    "role and token verification"
                 );
                 self.metrics
                     .token_verification(verdict.map_or_else(verify::Unverified::label, |()| "verified"));
