@@ -256,9 +256,10 @@ impl PodCredentials {
             return Err(IdentityError::NoPodField("csi.storage.k8s.io/serviceAccount.name"));
         }
         let (namespace, service_account) = (pod.namespace.clone(), pod.service_account.clone());
-        let (method, key, token, result) = match auth {
+        let (method, key, made_from, result) = match auth {
             AuthMethod::Irsa => {
                 let token = tokens::token_for(pod.tokens.as_ref(), tokens::IRSA_AUDIENCE)?;
+                let token_digest = digest(&token);
                 // The role lookup and the token check are independent: both at once, so a
                 // booting node pays one Kubernetes round trip, not two.
                 let started = Instant::now();
@@ -270,25 +271,25 @@ impl PodCredentials {
                     namespace: namespace.clone(),
                     service_account: service_account.clone(),
                 })?;
+                let outcome = verdict.map_or_else(verify::Unverified::label, |()| "verified");
                 tracing::debug!(
-                    outcome = verdict.map_or_else(verify::Unverified::label, |()| "verified"),
+                    outcome,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "role and token verification"
                 );
-                self.metrics
-                    .token_verification(verdict.map_or_else(verify::Unverified::label, |()| "verified"));
+                self.metrics.token_verification(outcome);
                 let key = match verdict {
                     Ok(()) => CredentialKey::IrsaClass { namespace, service_account, role: role.clone() },
                     Err(_) => CredentialKey::IrsaToken {
                         namespace,
                         service_account,
                         role: role.clone(),
-                        token: digest(&token),
+                        token: token_digest,
                     },
                 };
                 let session = irsa::session_name(&pod.namespace, &pod.service_account);
                 let result = self
-                    .held(&key, &token, async {
+                    .held(&key, token_digest, async {
                         across_regions(regions, &self.metrics, "AssumeRoleWithWebIdentity", |region| {
                             let (sts, role, token, session) = (&self.sts, &role, &token, &session);
                             async move { irsa::assume_role(sts, &region, role, token, session).await }
@@ -296,21 +297,22 @@ impl PodCredentials {
                         .await
                     })
                     .await;
-                ("irsa", key, token, result)
+                ("irsa", key, token_digest, result)
             }
             AuthMethod::PodIdentity(preference) => {
                 let token = tokens::token_for(pod.tokens.as_ref(), tokens::POD_IDENTITY_AUDIENCE)?;
-                let key = CredentialKey::PodIdentity { namespace, service_account, token: digest(&token) };
+                let token_digest = digest(&token);
+                let key = CredentialKey::PodIdentity { namespace, service_account, token: token_digest };
                 let agent = self.agent.clone();
                 let result = self
-                    .held(&key, &token, async {
+                    .held(&key, token_digest, async {
                         agent.credentials(&token, preference).await.map(with_expiry)
                     })
                     .await;
-                ("pod_identity", key, token, result)
+                ("pod_identity", key, token_digest, result)
             }
         };
-        self.finish(method, &key, &token, result)
+        self.finish(method, &key, made_from, result)
     }
 
     /// The cached credentials for `key`, or those `fetch` makes (one fetch for concurrent
@@ -318,13 +320,12 @@ impl PodCredentials {
     async fn held<F>(
         &self,
         key: &CredentialKey,
-        made_from: &SecretString,
+        made_from: [u8; 32],
         fetch: F,
     ) -> Result<(Held, bool), IdentityError>
     where
         F: std::future::Future<Output = Result<(Credentials, Instant), IdentityError>>,
     {
-        let made_from = digest(made_from);
         let entry = self
             .cache
             .entry(key.clone())
@@ -343,13 +344,13 @@ impl PodCredentials {
         &self,
         method: &'static str,
         key: &CredentialKey,
-        token: &SecretString,
+        made_from: [u8; 32],
         result: Result<(Held, bool), IdentityError>,
     ) -> Result<Identity, IdentityError> {
         let source = match &result {
             Err(_) => "error",
             Ok((_, true)) => "fetched",
-            Ok((held, false)) if held.made_from == digest(token) => "cached",
+            Ok((held, false)) if held.made_from == made_from => "cached",
             Ok(_) => "shared",
         };
         self.metrics.credential(method, source);
@@ -383,9 +384,9 @@ impl CredentialSource for PodCredentials {
             };
             let session = irsa::session_name(&pod.namespace, &pod.service_account);
             // The chain is made from the base identity: its key stands in for the token.
-            let made_from = SecretString::new(base.key.to_string());
+            let made_from: [u8; 32] = Sha256::digest(base.key.as_bytes()).into();
             let result = self
-                .held(&key, &made_from, async {
+                .held(&key, made_from, async {
                     across_regions(regions, &self.metrics, "AssumeRole", |region| {
                         let (sts, base, role, session) =
                             (&self.sts, base.credentials.clone(), role, &session);
@@ -404,7 +405,7 @@ impl CredentialSource for PodCredentials {
                     .await
                 })
                 .await;
-            self.finish("assume_role", &key, &made_from, result)
+            self.finish("assume_role", &key, made_from, result)
         })
     }
 }
