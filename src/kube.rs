@@ -1,7 +1,8 @@
 //! Kubernetes API lookups a mount may need: the IRSA role of a service account
 //! (`eks.amazonaws.com/role-arn`), the region label of the pod's node, and the cluster's
-//! service-account issuer keys (to verify pods' tokens locally). The client is created on
-//! first use (start-up never needs the API server), requests are rate limited (`--qps`,
+//! service-account issuer keys (to verify pods' tokens locally). The client is created in
+//! the background at start-up, or by the first lookup if that failed (start-up never waits
+//! for the API server), requests are rate limited (`--qps`,
 //! `--burst`), answers are bounded in size and cached briefly, and concurrent identical
 //! lookups share one request, so a node-wide mount storm makes one request per service
 //! account, per node and per key rotation.
@@ -86,6 +87,11 @@ pub trait ClusterLookup: Send + Sync {
         namespace: &'a str,
         pod: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, ClusterError>>;
+    /// Gets ready for the first lookup (the real client builds its TLS set-up); failures
+    /// are left for that lookup to report.
+    fn prepare(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
     /// The service-account issuer and its keys, read afresh (callers cache them).
     fn issuer_keys(&self) -> BoxFuture<'_, Result<IssuerKeys, ClusterError>> {
         Box::pin(async {
@@ -136,7 +142,7 @@ pub struct KubeLookup {
     node_regions: Lookups<String>,
 }
 
-/// The lazily created client and its rate limit, shared by in-flight lookups.
+/// The client (created once) and its rate limit, shared by in-flight lookups.
 struct ApiClient {
     source: KubeSource,
     client: OnceCell<kube::Client>,
@@ -286,6 +292,14 @@ where
 }
 
 impl ClusterLookup for KubeLookup {
+    fn prepare(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.api.client("the Kubernetes API").await {
+                tracing::debug!("{e}; retried at the first lookup");
+            }
+        })
+    }
+
     fn role_arn<'a>(
         &'a self,
         namespace: &'a str,
@@ -378,15 +392,20 @@ impl ClusterLookup for KubeLookup {
             };
             // Both through the API server (as the built-in system:service-account-issuer-discovery
             // role allows), never the jwks_uri, which on EKS is a public URL.
-            let what: &'static str = "service-account issuer discovery (/.well-known/openid-configuration)";
-            let text = get("/.well-known/openid-configuration", what).await?;
-            let discovery: Discovery = serde_json::from_str(&text).map_err(|_| {
-                ClusterError::Unavailable { what: what.into(), message: "the answer has no issuer".into() }
-            })?;
-            let what: &'static str = "service-account issuer keys (/openid/v1/jwks)";
-            let text = get("/openid/v1/jwks", what).await?;
-            let keys = serde_json::from_str(&text).map_err(|_| ClusterError::Unavailable {
-                what: what.into(),
+            // Independent reads: both at once, one round trip.
+            const DISCOVERY: &str = "service-account issuer discovery (/.well-known/openid-configuration)";
+            const JWKS: &str = "service-account issuer keys (/openid/v1/jwks)";
+            let (discovery, keys) = futures::try_join!(
+                get("/.well-known/openid-configuration", DISCOVERY),
+                get("/openid/v1/jwks", JWKS)
+            )?;
+            let discovery: Discovery =
+                serde_json::from_str(&discovery).map_err(|_| ClusterError::Unavailable {
+                    what: DISCOVERY.into(),
+                    message: "the answer has no issuer".into(),
+                })?;
+            let keys = serde_json::from_str(&keys).map_err(|_| ClusterError::Unavailable {
+                what: JWKS.into(),
                 message: "the answer is not a JSON Web Key Set".into(),
             })?;
             Ok(IssuerKeys { issuer: discovery.issuer, keys })

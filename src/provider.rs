@@ -97,13 +97,23 @@ pub async fn build(settings: Settings) -> Result<Provider, String> {
     let aws = AwsStore::new(sdk.clone(), settings.max_aws_requests, metrics.clone());
     let store = SharedStore::new(Arc::new(aws), settings.cache).with_metrics(metrics.clone());
     let sharing = store.stats.clone();
-    // Created lazily: start-up never needs a reachable API server.
+    // Never waited for: start-up does not need a reachable API server.
     let cluster: Arc<dyn ClusterLookup> =
         Arc::new(KubeLookup::new(settings.kube, settings.kube_qps, settings.kube_burst, metrics.clone()));
     let credentials: Arc<dyn CredentialSource> = match settings.identity {
         IdentityMode::Pods { agent_ipv4, agent_ipv6, agent_timeout, share_irsa } => {
             let agent = PodIdentityAgent::new(&agent_ipv4, &agent_ipv6, agent_timeout)?;
-            let verifier = TokenVerifier::new(share_irsa.then(|| cluster.clone()));
+            let verifier = Arc::new(TokenVerifier::new(share_irsa.then(|| cluster.clone())));
+            // Ready before the first pod asks: the client's TLS set-up (~20 ms) and the issuer
+            // keys are then not paid by a booting node's first mounts. A failure is retried
+            // (and reported) by the first mount that needs it.
+            tokio::spawn({
+                let (cluster, verifier) = (cluster.clone(), verifier.clone());
+                async move {
+                    cluster.prepare().await;
+                    verifier.prefetch().await;
+                }
+            });
             Arc::new(PodCredentials::new(sts_config(&sdk), cluster.clone(), agent, verifier, metrics.clone()))
         }
         IdentityMode::Fixed(credentials) => Arc::new(ProviderCredentials(Some(credentials))),

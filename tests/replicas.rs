@@ -48,9 +48,13 @@ fn sample(metrics: &str, line_start: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn provider_with_proxy(options: Options) -> (Provider, LatencyProxy) {
+/// A provider behind a counting proxy, against a stand-in API server that `cluster` set up
+/// before the provider started (it reads the issuer keys at start-up).
+async fn provider_with_proxy(options: Options, cluster: impl FnOnce(&FakeKube)) -> (Provider, LatencyProxy) {
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
-    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..options }).await;
+    let kube = FakeKube::start().await;
+    cluster(&kube);
+    let provider = Provider::start_with(Options { endpoint: Some(proxy.url()), ..options }, Some(kube)).await;
     (provider, proxy)
 }
 
@@ -58,8 +62,10 @@ async fn provider_with_proxy(options: Options) -> (Provider, LatencyProxy) {
 async fn ten_verified_replicas_make_one_sts_call_and_share_cached_values() {
     let key = SigningKey::generate("key-1");
     let (provider, proxy) =
-        provider_with_proxy(Options { cache_ttl: Duration::from_secs(60), ..Options::default() }).await;
-    provider.kube.as_ref().unwrap().issuer(&[&key]);
+        provider_with_proxy(Options { cache_ttl: Duration::from_secs(60), ..Options::default() }, |kube| {
+            kube.issuer(&[&key])
+        })
+        .await;
     let objects = secret().await;
     let mut client = provider.client().await;
     for i in 0..10 {
@@ -86,9 +92,8 @@ async fn tokens_that_do_not_verify_are_exchanged_alone() {
     let key = SigningKey::generate("key-1");
     let forger = SigningKey::generate("key-1");
     let unpublished = SigningKey::generate("key-unpublished");
-    let (provider, proxy) = provider_with_proxy(Options::default()).await;
+    let (provider, proxy) = provider_with_proxy(Options::default(), |kube| kube.issuer(&[&key])).await;
     let kube = provider.kube.as_ref().unwrap();
-    kube.issuer(&[&key]);
     kube.service_account("shop", "batch", Some("arn:aws:iam::123456789012:role/batch"));
     kube.service_account("other", "web", Some(WEB_ROLE));
     let objects = secret().await;
@@ -158,9 +163,8 @@ async fn tokens_that_do_not_verify_are_exchanged_alone() {
 async fn a_rotated_signing_key_is_picked_up() {
     let old = SigningKey::generate("key-old");
     let new = SigningKey::generate("key-new");
-    let (provider, proxy) = provider_with_proxy(Options::default()).await;
+    let (provider, proxy) = provider_with_proxy(Options::default(), |kube| kube.issuer(&[&old])).await;
     let kube = provider.kube.as_ref().unwrap();
-    kube.issuer(&[&old]);
     let objects = secret().await;
     let mut client = provider.client().await;
     client
@@ -188,10 +192,8 @@ async fn without_discovery_or_with_sharing_off_every_pod_is_exchanged_alone() {
     let objects = secret().await;
     // No discovery routes (404), discovery forbidden (403), and sharing turned off.
     for case in ["missing", "forbidden", "off"] {
-        let (provider, proxy) =
-            provider_with_proxy(Options { share_irsa: case != "off", ..Options::default() }).await;
-        let kube = provider.kube.as_ref().unwrap();
-        match case {
+        let options = Options { share_irsa: case != "off", ..Options::default() };
+        let (provider, proxy) = provider_with_proxy(options, |kube| match case {
             "forbidden" => {
                 let status = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,"message":"forbidden: User \"system:serviceaccount:kube-system:csi-provider-aws\" cannot get path \"/openid/v1/jwks\""}"#;
                 kube.http.route("/.well-known/openid-configuration", 403, status);
@@ -199,7 +201,9 @@ async fn without_discovery_or_with_sharing_off_every_pod_is_exchanged_alone() {
             }
             "off" => kube.issuer(&[&key]),
             _ => {}
-        }
+        })
+        .await;
+        let kube = provider.kube.as_ref().unwrap();
         let mut client = provider.client().await;
         for i in 0..5 {
             let pod = format!("web-{i}");
@@ -210,8 +214,10 @@ async fn without_discovery_or_with_sharing_off_every_pod_is_exchanged_alone() {
         }
         assert_eq!(proxy.requests_containing(STS_CALL).len(), 5, "{case}: one STS call per pod token");
         if case != "off" {
+            // Read at start-up, again by the first mount (the API server may not have been
+            // reachable at start-up), then not again for the backoff.
             assert!(
-                kube.http.count("/.well-known/openid-configuration") <= 1,
+                kube.http.count("/.well-known/openid-configuration") <= 2,
                 "{case}: discovery is not retried per mount"
             );
         } else {
@@ -230,12 +236,8 @@ async fn pod_identity_stays_per_pod_and_role_chains_follow_the_class() {
         200,
         r#"{"AccessKeyId":"AKIAPODIDENTITY00001","SecretAccessKey":"pod-secret","Token":"pod-session","AccountId":"123456789012","Expiration":"2099-01-01T00:00:00Z"}"#,
     );
-    let (provider, proxy) = provider_with_proxy(Options {
-        agent_ipv4: format!("{}/v1/credentials", agent.url()),
-        ..Options::default()
-    })
-    .await;
-    provider.kube.as_ref().unwrap().issuer(&[&key]);
+    let options = Options { agent_ipv4: format!("{}/v1/credentials", agent.url()), ..Options::default() };
+    let (provider, proxy) = provider_with_proxy(options, |kube| kube.issuer(&[&key])).await;
     let objects = secret().await;
     let mut client = provider.client().await;
     let role = "arn:aws:iam::123456789012:role/reader";
@@ -270,7 +272,9 @@ async fn issuer_discovery_does_not_spend_the_kubernetes_rate_limit() {
     // One request a second, no burst: the service-account lookup takes the only token. Were
     // the two discovery reads rate limited too, the mount would wait about two seconds.
     let key = SigningKey::generate("key-1");
-    let (provider, proxy) = provider_with_proxy(Options { kube_rate: (1, 1), ..Options::default() }).await;
+    // Discovery is published only after the provider started: the mount reads it.
+    let (provider, proxy) =
+        provider_with_proxy(Options { kube_rate: (1, 1), ..Options::default() }, |_| {}).await;
     provider.kube.as_ref().unwrap().issuer(&[&key]);
     let objects = secret().await;
     let started = std::time::Instant::now();
@@ -278,6 +282,27 @@ async fn issuer_discovery_does_not_spend_the_kubernetes_rate_limit() {
     provider.client().await.mount(mount_as(&objects, "shop", "web", "web-0", &tokens)).await.unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_millis(1500), "the mount waited {took:?} for the rate limit");
+    let metrics = provider.metrics.encode();
+    assert_eq!(sample(&metrics, r#"csi_provider_aws_token_verifications_total{outcome="verified"}"#), 1);
+    assert_eq!(proxy.requests_containing(STS_CALL).len(), 1);
+    provider.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issuer_keys_are_read_at_start_up_not_by_the_first_mount() {
+    let key = SigningKey::generate("key-1");
+    let (provider, proxy) = provider_with_proxy(Options::default(), |kube| kube.issuer(&[&key])).await;
+    let kube = provider.kube.as_ref().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while kube.http.count("/openid/v1/jwks") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no mount yet, and the keys were never read");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(kube.http.count("/.well-known/openid-configuration"), 1);
+    let objects = secret().await;
+    let tokens = pod_tokens(&key, "shop", "web", "web-0");
+    provider.client().await.mount(mount_as(&objects, "shop", "web", "web-0", &tokens)).await.unwrap();
+    assert_eq!(kube.http.count("/openid/v1/jwks"), 1, "the first mount used the keys read at start-up");
     let metrics = provider.metrics.encode();
     assert_eq!(sample(&metrics, r#"csi_provider_aws_token_verifications_total{outcome="verified"}"#), 1);
     assert_eq!(proxy.requests_containing(STS_CALL).len(), 1);

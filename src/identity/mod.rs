@@ -217,7 +217,7 @@ pub struct PodCredentials {
     sts: SdkConfig,
     cluster: Arc<dyn ClusterLookup>,
     agent: Arc<PodIdentityAgent>,
-    verifier: TokenVerifier,
+    verifier: Arc<TokenVerifier>,
     cache: moka::future::Cache<CredentialKey, Held>,
     metrics: Arc<Metrics>,
 }
@@ -235,7 +235,7 @@ impl PodCredentials {
         sts: SdkConfig,
         cluster: Arc<dyn ClusterLookup>,
         agent: PodIdentityAgent,
-        verifier: TokenVerifier,
+        verifier: Arc<TokenVerifier>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let cache =

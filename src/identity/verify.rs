@@ -169,6 +169,22 @@ impl TokenVerifier {
         }
     }
 
+    /// Reads the keys ahead of the first token (at start-up). A failure here sets no backoff:
+    /// the API server may just not be reachable yet, so the first mount tries again.
+    pub async fn prefetch(&self) {
+        let Some(cluster) = &self.cluster else { return };
+        let _one_at_a_time = self.refresh.lock().await;
+        if !matches!(self.current(), Keys::Unknown) {
+            return;
+        }
+        match cluster.issuer_keys().await {
+            Ok(issuer) => self.set(Keys::Known { issuer: Arc::new(issuer), read_at: Instant::now() }),
+            Err(e) => tracing::info!(
+                "service-account issuer keys not read at start-up ({e}); the first mount tries again"
+            ),
+        }
+    }
+
     fn current(&self) -> Keys {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

@@ -192,13 +192,19 @@ pub struct Provider {
 
 impl Provider {
     pub async fn start(options: Options) -> Self {
-        let (kube, kubeconfig) = match &options.kubeconfig {
-            Some(path) => (None, path.clone()),
-            None => {
-                let kube = FakeKube::start().await;
-                let path = kube.kubeconfig.clone();
-                (Some(kube), path)
-            }
+        let kube = match options.kubeconfig {
+            Some(_) => None,
+            None => Some(FakeKube::start().await),
+        };
+        Self::start_with(options, kube).await
+    }
+
+    /// Starts against `kube` (objects and discovery already in place, as a cluster has them
+    /// before the provider starts), or `options.kubeconfig` when `kube` is `None`.
+    pub async fn start_with(options: Options, kube: Option<FakeKube>) -> Self {
+        let kubeconfig = match &kube {
+            Some(kube) => kube.kubeconfig.clone(),
+            None => options.kubeconfig.clone().unwrap_or_default(),
         };
         let settings = provider::Settings {
             aws: AwsSettings {
