@@ -221,5 +221,3 @@ impl SecretProviderClass {
     }
 }
 
-#[cfg(test)]
-mod tests;

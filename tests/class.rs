@@ -1,4 +1,8 @@
-use super::*;
+//! SecretProviderClass semantics as ASCP users write them: file names and modes, object
+//! types, every validation rule's message, failover, extensions, bounded messages. Pure:
+//! only the class's public parser, no I/O.
+
+use csi_provider_aws::class::*;
 
 fn params(objects: &str) -> Parameters {
     Parameters { objects: Some(objects.into()), ..Parameters::default() }
