@@ -336,10 +336,9 @@ mod tests {
     use futures::future::BoxFuture;
 
     use super::*;
-    use crate::aws::{FetchResults, FetchedSecret};
+    use crate::aws::fake::FakeStore;
     use crate::class::{AuthMethod, Parameters};
     use crate::identity::{Identity, IdentityError};
-    use crate::secret::SecretBytes;
     use crate::server::response::{MAX_RESPONSE_BYTES, NO_OBJECTS_ID, response};
     use crate::server::status;
     use tonic::{Code, Status};
@@ -352,32 +351,6 @@ mod tests {
     impl Answer for MountOutcome {
         fn response(self) -> crate::proto::MountResponse {
             response(self, MAX_RESPONSE_BYTES).unwrap()
-        }
-    }
-
-    /// Answers every ref with its own name as the value, after `delay`; counts refs.
-    struct EchoStore {
-        asked: AtomicUsize,
-        delay: Duration,
-    }
-
-    impl SecretStore for EchoStore {
-        fn fetch<'a>(
-            &'a self,
-            _target: &'a FetchTarget,
-            refs: &'a [SecretRef],
-        ) -> BoxFuture<'a, FetchResults> {
-            Box::pin(async move {
-                self.asked.fetch_add(refs.len(), Ordering::SeqCst);
-                tokio::time::sleep(self.delay).await;
-                refs.iter()
-                    .map(|r| {
-                        let value =
-                            FetchedSecret { value: SecretBytes::from(r.name.clone()), version: "1".into() };
-                        (r.clone(), Ok(value))
-                    })
-                    .collect()
-            })
         }
     }
 
@@ -401,8 +374,8 @@ mod tests {
     fn setup(
         settings: MountSettings,
         delay: Duration,
-    ) -> (Mounter, Arc<EchoStore>, Arc<CountingCredentials>) {
-        let store = Arc::new(EchoStore { asked: AtomicUsize::new(0), delay });
+    ) -> (Mounter, Arc<FakeStore>, Arc<CountingCredentials>) {
+        let store = Arc::new(FakeStore::echo().with_delay(delay));
         let credentials = Arc::new(CountingCredentials::default());
         (Mounter::new(settings, store.clone(), credentials.clone(), None), store, credentials)
     }
@@ -433,7 +406,7 @@ mod tests {
         assert_eq!(response.object_version.len(), 1);
         assert_eq!(response.object_version[0].id, NO_OBJECTS_ID);
         assert_eq!(credentials.0.load(Ordering::SeqCst), 0);
-        assert_eq!(store.asked.load(Ordering::SeqCst), 0);
+        assert_eq!(store.asked(), 0);
     }
 
     #[tokio::test]
@@ -445,7 +418,7 @@ mod tests {
         let response = outcome.response();
         let files: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(files, vec!["one", "two"]);
-        assert_eq!(store.asked.load(Ordering::SeqCst), 1);
+        assert_eq!(store.asked(), 1);
     }
 
     #[tokio::test]

@@ -119,73 +119,25 @@ pub fn missing(r: &SecretRef, target: &FetchTarget) -> FetchError {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use aws_credential_types::Credentials;
-    use aws_credential_types::provider::SharedCredentialsProvider;
-    use futures::future::BoxFuture;
-
     use super::*;
-    use crate::aws::{ErrorClass, FetchResults};
-    use crate::class::ObjectType;
-    use crate::secret::SecretBytes;
+    use crate::aws::ErrorClass;
+    use crate::aws::fake::{FakeStore, error, secret, value};
 
-    /// Answers from a table of (region, name) -> outcome and records every call.
-    struct FakeStore {
-        outcomes: HashMap<(String, String), Result<&'static str, ErrorClass>>,
-        calls: Mutex<Vec<(String, Vec<String>)>>,
-    }
+    type Outcome = ((&'static str, &'static str), Result<&'static str, ErrorClass>);
 
-    impl SecretStore for FakeStore {
-        fn fetch<'a>(
-            &'a self,
-            target: &'a FetchTarget,
-            refs: &'a [SecretRef],
-        ) -> BoxFuture<'a, FetchResults> {
-            let names = refs.iter().map(|r| r.name.clone()).collect();
-            self.calls.lock().unwrap().push((target.region.clone(), names));
-            let results = refs
-                .iter()
-                .map(|r| {
-                    let outcome = self.outcomes.get(&(target.region.clone(), r.name.clone()));
-                    let result = match outcome {
-                        Some(Ok(value)) => Ok(FetchedSecret {
-                            value: SecretBytes::from(value.to_string()),
-                            version: format!("v-{}", target.region),
-                        }),
-                        Some(Err(class)) => Err(error(r, &target.region, *class)),
-                        None => Err(error(r, &target.region, ErrorClass::Client)),
-                    };
-                    (r.clone(), result)
-                })
-                .collect();
-            Box::pin(async move { results })
-        }
-    }
-
-    fn error(r: &SecretRef, region: &str, class: ErrorClass) -> FetchError {
-        FetchError {
-            what: r.to_string(),
-            object_type: r.object_type,
-            region: region.into(),
-            class,
-            code: None,
-            message: class.label().into(),
-        }
-    }
-
-    fn secret(name: &str) -> SecretRef {
-        SecretRef {
-            object_type: ObjectType::SecretsManager,
-            name: name.into(),
-            version: None,
-            version_label: None,
-        }
+    /// Answers from a table of (region, name) -> outcome (else a client error).
+    fn store(outcomes: &[Outcome]) -> FakeStore {
+        let outcomes: HashMap<(String, String), Result<&'static str, ErrorClass>> =
+            outcomes.iter().map(|((r, n), o)| ((r.to_string(), n.to_string()), *o)).collect();
+        FakeStore::new(move |target, r, _| match outcomes.get(&(target.region.clone(), r.name.clone())) {
+            Some(Ok(v)) => Ok(value(v, &format!("v-{}", target.region))),
+            Some(Err(class)) => Err(error(r, &target.region, *class)),
+            None => Err(error(r, &target.region, ErrorClass::Client)),
+        })
     }
 
     fn target(region: &str) -> FetchTarget {
-        let credentials = SharedCredentialsProvider::new(Credentials::for_tests());
-        FetchTarget { region: region.into(), credentials, identity: "test".into() }
+        crate::aws::fake::target(region, "test")
     }
 
     #[tokio::test]
@@ -201,10 +153,7 @@ mod tests {
             (("west", "throttled"), Ok("3")),
             (("west", "missing"), Ok("never asked")),
         ];
-        let store = FakeStore {
-            outcomes: outcomes.into_iter().map(|((r, n), o)| ((r.into(), n.into()), o)).collect(),
-            calls: Mutex::default(),
-        };
+        let store = store(&outcomes);
         let items: Vec<FetchItem> = ["ok", "down", "slow", "throttled", "missing"]
             .iter()
             .map(|n| FetchItem { primary: secret(n), failover: Some(secret(n)) })
@@ -232,7 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn identical_refs_are_fetched_once_and_no_failover_without_region() {
-        let store = FakeStore { outcomes: HashMap::new(), calls: Mutex::default() };
+        let store = store(&[]);
         let items = vec![
             FetchItem { primary: secret("a"), failover: None },
             FetchItem { primary: secret("a"), failover: None },
@@ -243,31 +192,6 @@ mod tests {
         let calls = store.calls.lock().unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].1, vec!["a".to_string(), "b".to_string()]);
-    }
-
-    /// Lists from a table of region -> outcome, recording the regions asked.
-    struct ListStore {
-        outcomes: HashMap<&'static str, Result<(), ErrorClass>>,
-        asked: Mutex<Vec<String>>,
-    }
-
-    impl SecretStore for ListStore {
-        fn fetch<'a>(&'a self, _: &'a FetchTarget, _: &'a [SecretRef]) -> BoxFuture<'a, FetchResults> {
-            Box::pin(async { HashMap::new() })
-        }
-
-        fn list<'a>(
-            &'a self,
-            target: &'a FetchTarget,
-            _: &'a Collection,
-            _: usize,
-        ) -> BoxFuture<'a, Result<Entries, FetchError>> {
-            self.asked.lock().unwrap().push(target.region.clone());
-            let outcome = self.outcomes.get(target.region.as_str()).copied().unwrap_or(Ok(()));
-            let result =
-                outcome.map(|()| Vec::new()).map_err(|class| error(&secret("set"), &target.region, class));
-            Box::pin(async move { result })
-        }
     }
 
     #[tokio::test]
@@ -285,10 +209,11 @@ mod tests {
             ),
         ];
         for (outcomes, asked, ok) in cases {
-            let store = ListStore { outcomes: outcomes.iter().cloned().collect(), asked: Mutex::default() };
+            let mut store = FakeStore::echo();
+            store.list_outcomes = outcomes.iter().filter_map(|(r, o)| Some((*r, o.err()?))).collect();
             let result = list(&store, &target("east"), Some(&target("west")), &set, 10).await;
             assert_eq!(result.is_ok(), ok, "{outcomes:?}: {result:?}");
-            assert_eq!(*store.asked.lock().unwrap(), asked, "{outcomes:?}");
+            assert_eq!(*store.listed.lock().unwrap(), asked, "{outcomes:?}");
         }
     }
 }

@@ -3,6 +3,8 @@
 
 mod error;
 pub mod failover;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod listing;
 mod parameterstore;
 mod secretsmanager;

@@ -240,67 +240,22 @@ impl SharedStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use aws_credential_types::Credentials;
-    use aws_credential_types::provider::SharedCredentialsProvider;
-
     use super::*;
-    use crate::class::ObjectType;
-    use crate::secret::SecretBytes;
+    use crate::aws::fake::{FakeStore, secret, value};
 
-    /// Counts the refs it is asked for; answers after a short pause with a value that
-    /// changes on every call.
-    #[derive(Default)]
-    struct SlowStore {
-        asked: AtomicUsize,
-        /// Fetches that ran to completion (a dropped one does not).
-        finished: AtomicUsize,
-    }
-
-    impl SecretStore for SlowStore {
-        fn fetch<'a>(
-            &'a self,
-            _target: &'a FetchTarget,
-            refs: &'a [SecretRef],
-        ) -> BoxFuture<'a, FetchResults> {
-            Box::pin(async move {
-                let n = self.asked.fetch_add(refs.len(), Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                self.finished.fetch_add(1, Ordering::SeqCst);
-                refs.iter()
-                    .map(|r| {
-                        let value = FetchedSecret {
-                            value: SecretBytes::from(format!("v{n}")),
-                            version: format!("{n}"),
-                        };
-                        (r.clone(), Ok(value))
-                    })
-                    .collect()
-            })
-        }
+    /// Answers after a short pause with a value that changes on every call.
+    fn slow_store() -> FakeStore {
+        FakeStore::new(|_, _, before| Ok(value(&format!("v{before}"), &before.to_string())))
+            .with_delay(Duration::from_millis(200))
     }
 
     fn target(identity: &str) -> FetchTarget {
-        FetchTarget {
-            region: "us-east-1".into(),
-            credentials: SharedCredentialsProvider::new(Credentials::for_tests()),
-            identity: identity.into(),
-        }
-    }
-
-    fn secret(name: &str) -> SecretRef {
-        SecretRef {
-            object_type: ObjectType::SecretsManager,
-            name: name.into(),
-            version: None,
-            version_label: None,
-        }
+        crate::aws::fake::target("us-east-1", identity)
     }
 
     #[tokio::test]
     async fn concurrent_identical_fetches_are_made_once() {
-        let inner = Arc::new(SlowStore::default());
+        let inner = Arc::new(slow_store());
         let store = Arc::new(SharedStore::new(inner.clone(), CacheSettings::default()));
         let refs = vec![secret("a"), secret("b")];
         let mut tasks = Vec::new();
@@ -320,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn identities_never_share() {
-        let inner = Arc::new(SlowStore::default());
+        let inner = Arc::new(slow_store());
         let store = Arc::new(SharedStore::new(
             inner.clone(),
             CacheSettings { ttl: Duration::from_secs(60), ..Default::default() },
@@ -339,7 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_expires_and_stays_within_its_bounds() {
-        let inner = Arc::new(SlowStore::default());
+        let inner = Arc::new(slow_store());
         let cache = CacheSettings { ttl: Duration::from_millis(300), max_entries: 3, max_bytes: 1 << 20 };
         let store = SharedStore::new(inner.clone(), cache);
         let refs: Vec<SecretRef> = (0..5).map(|i| secret(&format!("s{i}"))).collect();
@@ -352,7 +307,7 @@ mod tests {
 
     #[tokio::test]
     async fn work_nobody_waits_for_stops_but_a_shared_fetch_goes_on() {
-        let inner = Arc::new(SlowStore::default());
+        let inner = Arc::new(slow_store());
         let store = Arc::new(SharedStore::new(inner.clone(), CacheSettings::default()));
         let refs = vec![secret("a")];
         // Two mounts share a fetch; one is cancelled: the other still gets the value.
@@ -379,7 +334,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_mount_does_not_leave_a_stale_fetch_behind() {
-        let inner = Arc::new(SlowStore::default());
+        let inner = Arc::new(slow_store());
         let store = Arc::new(SharedStore::new(inner.clone(), CacheSettings::default()));
         let refs = vec![secret("a")];
         let (s, r) = (store.clone(), refs.clone());

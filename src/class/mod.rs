@@ -220,4 +220,3 @@ impl SecretProviderClass {
         self.objects.iter().flat_map(SecretObject::files)
     }
 }
-
