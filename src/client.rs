@@ -53,7 +53,11 @@ pub async fn mount(args: &MountArgs) -> Result<String, String> {
     // Connect before creating anything, so a missing provider leaves no trace.
     let channel = connect(&args.socket).await?;
     let created = create_target(&args.target)?;
-    let result = mount_into(args, channel, &attributes).await;
+    // The provider writes only under an absolute, clean path (as the driver's always is).
+    let result = match std::fs::canonicalize(&args.target) {
+        Ok(target) => mount_into(&MountArgs { target, ..args.clone() }, channel, &attributes).await,
+        Err(e) => Err(format!("cannot resolve {}: {e}", args.target.display())),
+    };
     if result.is_err() {
         remove_created(created.as_deref());
     }

@@ -118,30 +118,39 @@ async fn mount_subcommand_acts_as_the_driver() {
     for driver_writes in [true, false] {
         let provider =
             Provider::start(Options { driver_writes_secrets: driver_writes, ..Options::default() }).await;
-        let target = dir.path().join(format!("mnt-{driver_writes}"));
-        let socket = provider.socket.clone();
-        let spc = spc.clone();
-        let target2 = target.clone();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
-                .arg("mount")
-                .arg("--socket")
-                .arg(&socket)
-                .arg("--spc")
-                .arg(&spc)
-                .arg("--target")
-                .arg(&target2)
-                .args(["--pod", "web-0", "--namespace", "shop", "--service-account", "web"])
-                .arg("--tokens")
-                .arg(tokens_json("cli"))
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(std::fs::read_to_string(target.join("u")).unwrap(), "u1");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("s  version"));
+        // An absolute target, and a relative one (the command resolves it: the provider
+        // accepts only absolute, clean paths).
+        for relative in [false, true] {
+            let name = format!("mnt-{driver_writes}-{relative}");
+            let target = dir.path().join(&name);
+            let given = if relative {
+                std::path::PathBuf::from(format!("./{name}/../{name}"))
+            } else {
+                target.clone()
+            };
+            let (socket, spc, cwd) = (provider.socket.clone(), spc.clone(), dir.path().to_owned());
+            let out = tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
+                    .current_dir(cwd)
+                    .arg("mount")
+                    .arg("--socket")
+                    .arg(&socket)
+                    .arg("--spc")
+                    .arg(&spc)
+                    .arg("--target")
+                    .arg(&given)
+                    .args(["--pod", "web-0", "--namespace", "shop", "--service-account", "web"])
+                    .arg("--tokens")
+                    .arg(tokens_json("cli"))
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(std::fs::read_to_string(target.join("u")).unwrap(), "u1");
+            assert!(String::from_utf8_lossy(&out.stdout).contains("s  version"));
+        }
         provider.stop().await;
     }
 }
