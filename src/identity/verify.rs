@@ -179,9 +179,10 @@ impl TokenVerifier {
         }
         match cluster.issuer_keys().await {
             Ok(issuer) => self.set(Keys::Known { issuer: Arc::new(issuer), read_at: Instant::now() }),
-            Err(e) => tracing::info!(
-                "service-account issuer keys not read at start-up ({e}); the first mount tries again"
-            ),
+            // Not a warning yet: the first mount that needs the keys warns if they stay unreadable.
+            Err(e) => {
+                tracing::debug!("issuer discovery at start-up failed ({e}); the first mount tries again")
+            }
         }
     }
 
