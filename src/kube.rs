@@ -73,20 +73,15 @@ pub struct IssuerKeys {
     pub keys: jsonwebtoken::jwk::JwkSet,
 }
 
+/// A lookup's answer on its way: `None` when the object has no such annotation or label.
+pub type Lookup<'a> = BoxFuture<'a, Result<Option<String>, ClusterError>>;
+
 /// Kubernetes lookups, behind a trait so the mount pipeline can be tested with fakes.
 pub trait ClusterLookup: Send + Sync {
     /// The `eks.amazonaws.com/role-arn` annotation of a service account, if set.
-    fn role_arn<'a>(
-        &'a self,
-        namespace: &'a str,
-        service_account: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>>;
+    fn role_arn<'a>(&'a self, namespace: &'a str, service_account: &'a str) -> Lookup<'a>;
     /// The region label of the node the pod runs on, if set.
-    fn node_region<'a>(
-        &'a self,
-        namespace: &'a str,
-        pod: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>>;
+    fn node_region<'a>(&'a self, namespace: &'a str, pod: &'a str) -> Lookup<'a>;
     /// Gets ready for the first lookup (the real client builds its TLS set-up); failures
     /// are left for that lookup to report.
     fn prepare(&self) -> BoxFuture<'_, ()> {
@@ -300,11 +295,7 @@ impl ClusterLookup for KubeLookup {
         })
     }
 
-    fn role_arn<'a>(
-        &'a self,
-        namespace: &'a str,
-        service_account: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
+    fn role_arn<'a>(&'a self, namespace: &'a str, service_account: &'a str) -> Lookup<'a> {
         Box::pin(async move {
             check_name("namespace", namespace)?;
             check_name("service account", service_account)?;
@@ -327,11 +318,7 @@ impl ClusterLookup for KubeLookup {
         })
     }
 
-    fn node_region<'a>(
-        &'a self,
-        namespace: &'a str,
-        pod: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, ClusterError>> {
+    fn node_region<'a>(&'a self, namespace: &'a str, pod: &'a str) -> Lookup<'a> {
         Box::pin(async move {
             check_name("namespace", namespace)?;
             check_name("pod", pod)?;

@@ -333,12 +333,11 @@ mod tests {
 
     use aws_credential_types::Credentials;
     use aws_credential_types::provider::SharedCredentialsProvider;
-    use futures::future::BoxFuture;
 
     use super::*;
     use crate::aws::fake::FakeStore;
     use crate::class::{AuthMethod, Parameters};
-    use crate::identity::{Identity, IdentityError};
+    use crate::identity::{Identity, IdentityFuture};
     use crate::server::response::{MAX_RESPONSE_BYTES, NO_OBJECTS_ID, response};
     use crate::server::status;
     use tonic::{Code, Status};
@@ -359,12 +358,7 @@ mod tests {
     struct CountingCredentials(AtomicUsize);
 
     impl CredentialSource for CountingCredentials {
-        fn credentials<'a>(
-            &'a self,
-            _pod: &'a Pod,
-            _auth: AuthMethod,
-            _regions: &'a [String],
-        ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
+        fn credentials<'a>(&'a self, _: &'a Pod, _: AuthMethod, _: &'a [String]) -> IdentityFuture<'a> {
             self.0.fetch_add(1, Ordering::SeqCst);
             let credentials = SharedCredentialsProvider::new(Credentials::for_tests());
             Box::pin(async move { Ok(Identity { credentials, key: "pod".into() }) })

@@ -11,7 +11,6 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use futures::future::BoxFuture;
 
-use super::listing::Entries;
 use super::{ErrorClass, FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, SecretStore};
 use crate::class::{Collection, ObjectType};
 use crate::secret::SecretBytes;
@@ -79,12 +78,7 @@ impl SecretStore for FakeStore {
         })
     }
 
-    fn list<'a>(
-        &'a self,
-        target: &'a FetchTarget,
-        _: &'a Collection,
-        _: usize,
-    ) -> BoxFuture<'a, Result<Entries, FetchError>> {
+    fn list<'a>(&'a self, target: &'a FetchTarget, _: &'a Collection, _: usize) -> super::Listing<'a> {
         self.listed.lock().unwrap().push(target.region.clone());
         let result = match self.list_outcomes.get(target.region.as_str()) {
             Some(class) => Err(error(&secret("set"), &target.region, *class)),

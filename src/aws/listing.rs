@@ -5,26 +5,22 @@
 
 use std::time::Instant;
 
-use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-use tokio::sync::Semaphore;
 
-use super::{ErrorClass, FetchError, FetchTarget, FetchedSecret, SecretRef, classify};
+use super::{AwsStore, ErrorClass, FetchError, FetchTarget, FetchedSecret, SecretRef, classify};
 use crate::class::{Collection, ObjectType};
-use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 
 /// Entries of a collection: (full name, value).
 pub type Entries = Vec<(String, FetchedSecret)>;
 
 pub(super) async fn list(
-    sdk: &SdkConfig,
-    limiter: &Semaphore,
-    metrics: &Metrics,
+    aws: &AwsStore,
     target: &FetchTarget,
     collection: &Collection,
     max: usize,
 ) -> Result<Entries, FetchError> {
+    let (sdk, limiter, metrics) = (&aws.sdk, aws.limiter.as_ref(), aws.metrics.as_ref());
     let error = |class, code, message: String| FetchError {
         what: collection.to_string(),
         object_type: match collection {
@@ -141,8 +137,7 @@ pub(super) async fn list(
                 })
                 .collect();
             let borrowed: Vec<&SecretRef> = refs.iter().collect();
-            let mut fetched =
-                super::secretsmanager::fetch_all(sdk, limiter, metrics, target, &borrowed).await;
+            let mut fetched = super::secretsmanager::fetch_all(aws, target, &borrowed).await;
             let mut entries = Entries::new();
             for r in refs {
                 match fetched.remove(&r) {

@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 
 pub use error::{ErrorClass, FailureKind, FetchError, classify};
 
-use crate::class::ObjectType;
+use crate::class::{Collection, ObjectType};
 use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 
@@ -78,18 +78,16 @@ pub struct FetchTarget {
     pub identity: Arc<str>,
 }
 
+/// A collection's entries on their way.
+pub type Listing<'a> = BoxFuture<'a, Result<listing::Entries, FetchError>>;
+
 /// A source of secrets: the real AWS, or a fake in tests.
 pub trait SecretStore: Send + Sync {
     /// Fetches every ref (deduplicated by the caller) in one region, concurrently.
     fn fetch<'a>(&'a self, target: &'a FetchTarget, refs: &'a [SecretRef]) -> BoxFuture<'a, FetchResults>;
 
     /// Fetches every entry of a collection (at most `max`), sorted by name.
-    fn list<'a>(
-        &'a self,
-        target: &'a FetchTarget,
-        collection: &'a crate::class::Collection,
-        max: usize,
-    ) -> BoxFuture<'a, Result<listing::Entries, FetchError>> {
+    fn list<'a>(&'a self, target: &'a FetchTarget, collection: &'a Collection, max: usize) -> Listing<'a> {
         let _ = max;
         Box::pin(async move {
             Err(FetchError {
@@ -213,20 +211,15 @@ impl SecretStore for AwsStore {
             let (secrets, parameters): (Vec<&SecretRef>, Vec<&SecretRef>) =
                 refs.iter().partition(|r| r.object_type == ObjectType::SecretsManager);
             let (mut results, more) = futures::join!(
-                secretsmanager::fetch_all(&self.sdk, &self.limiter, &self.metrics, target, &secrets),
-                parameterstore::fetch_all(&self.sdk, &self.limiter, &self.metrics, target, &parameters),
+                secretsmanager::fetch_all(self, target, &secrets),
+                parameterstore::fetch_all(self, target, &parameters),
             );
             results.extend(more);
             results
         })
     }
 
-    fn list<'a>(
-        &'a self,
-        target: &'a FetchTarget,
-        collection: &'a crate::class::Collection,
-        max: usize,
-    ) -> BoxFuture<'a, Result<listing::Entries, FetchError>> {
-        Box::pin(listing::list(&self.sdk, &self.limiter, &self.metrics, target, collection, max))
+    fn list<'a>(&'a self, target: &'a FetchTarget, collection: &'a Collection, max: usize) -> Listing<'a> {
+        Box::pin(listing::list(self, target, collection, max))
     }
 }

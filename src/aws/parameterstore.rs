@@ -2,14 +2,15 @@
 //! once. A batch never holds the same parameter twice, so every result matches exactly one
 //! request even where the response's `Selector` is missing (moto leaves it empty).
 
-use aws_config::SdkConfig;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::Parameter;
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use super::{ErrorClass, FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify};
+use super::{
+    AwsStore, ErrorClass, FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify,
+};
 use crate::class::Arn;
 use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
@@ -21,17 +22,12 @@ pub(super) const MALFORMED_PARAMETER: &str =
 /// GetParameters accepts at most this many names.
 const BATCH_SIZE: usize = 10;
 
-pub(super) async fn fetch_all(
-    sdk: &SdkConfig,
-    limiter: &Semaphore,
-    metrics: &Metrics,
-    target: &FetchTarget,
-    refs: &[&SecretRef],
-) -> FetchResults {
+pub(super) async fn fetch_all(aws: &AwsStore, target: &FetchTarget, refs: &[&SecretRef]) -> FetchResults {
     if refs.is_empty() {
         return FetchResults::new();
     }
-    let client = super::ssm_client(sdk, target);
+    let (limiter, metrics) = (aws.limiter.as_ref(), aws.metrics.as_ref());
+    let client = super::ssm_client(&aws.sdk, target);
     let batches = batches(refs);
     let fetches = batches.iter().map(|batch| fetch_batch(&client, limiter, metrics, &target.region, batch));
     futures::future::join_all(fetches).await.into_iter().flatten().collect()

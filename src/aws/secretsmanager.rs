@@ -2,27 +2,20 @@
 //! (BatchGetSecretValue cannot select versions and needs an extra IAM permission that
 //! ASCP's users do not grant, so concurrency is how a mount costs one round trip.)
 
-use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use super::{FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify};
-use crate::metrics::Metrics;
+use super::{AwsStore, FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify};
 use crate::secret::SecretBytes;
 
-pub(crate) async fn fetch_all(
-    sdk: &SdkConfig,
-    limiter: &Semaphore,
-    metrics: &Metrics,
-    target: &FetchTarget,
-    refs: &[&SecretRef],
-) -> FetchResults {
+pub(super) async fn fetch_all(aws: &AwsStore, target: &FetchTarget, refs: &[&SecretRef]) -> FetchResults {
     if refs.is_empty() {
         return FetchResults::new();
     }
-    let client = super::secretsmanager_client(sdk, target);
+    let (limiter, metrics) = (aws.limiter.as_ref(), aws.metrics.as_ref());
+    let client = super::secretsmanager_client(&aws.sdk, target);
     let fetches = refs.iter().map(|r| {
         let client = &client;
         async move {

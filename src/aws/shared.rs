@@ -18,7 +18,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, WeakShared};
 
-use super::{FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, SecretStore};
+use super::{FetchResults, FetchTarget, FetchedSecret, SecretRef, SecretStore};
+use crate::class::Collection;
 use crate::metrics::Metrics;
 
 /// Everything that makes two fetches identical.
@@ -172,9 +173,9 @@ impl SecretStore for SharedStore {
     fn list<'a>(
         &'a self,
         target: &'a FetchTarget,
-        collection: &'a crate::class::Collection,
+        collection: &'a Collection,
         max: usize,
-    ) -> BoxFuture<'a, Result<super::listing::Entries, FetchError>> {
+    ) -> super::Listing<'a> {
         // Collections are listed afresh by every mount: their membership is what changes.
         self.inner.list(target, collection, max)
     }

@@ -92,26 +92,24 @@ pub struct Identity {
     pub key: Arc<str>,
 }
 
+/// Credentials on their way.
+pub type IdentityFuture<'a> = BoxFuture<'a, Result<Identity, IdentityError>>;
+
 /// Produces the credentials a pod's mount uses.
 pub trait CredentialSource: Send + Sync {
     /// Credentials for `pod`; `regions` are the mount's primary then failover region (STS is
     /// asked in the first that answers).
-    fn credentials<'a>(
-        &'a self,
-        pod: &'a Pod,
-        auth: AuthMethod,
-        regions: &'a [String],
-    ) -> BoxFuture<'a, Result<Identity, IdentityError>>;
+    fn credentials<'a>(&'a self, pod: &'a Pod, auth: AuthMethod, regions: &'a [String])
+    -> IdentityFuture<'a>;
 
     /// Credentials of `role`, assumed with `base` (the pod's own): role chaining.
     fn assume_role<'a>(
         &'a self,
-        pod: &'a Pod,
-        base: &'a Identity,
+        _pod: &'a Pod,
+        _base: &'a Identity,
         role: &'a AssumeRole,
-        regions: &'a [String],
-    ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
-        let _ = (pod, base, regions);
+        _regions: &'a [String],
+    ) -> IdentityFuture<'a> {
         Box::pin(async move {
             Err(IdentityError::NoCredentials(format!(
                 "cannot assume {} with this credential source",
@@ -131,7 +129,7 @@ impl CredentialSource for ProviderCredentials {
         _pod: &'a Pod,
         _auth: AuthMethod,
         _regions: &'a [String],
-    ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
+    ) -> IdentityFuture<'a> {
         let result =
             self.0.clone().map(|credentials| Identity { credentials, key: "provider".into() }).ok_or_else(
                 || IdentityError::NoCredentials("the SDK's default credential chain found none".into()),
@@ -365,7 +363,7 @@ impl CredentialSource for PodCredentials {
         pod: &'a Pod,
         auth: AuthMethod,
         regions: &'a [String],
-    ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
+    ) -> IdentityFuture<'a> {
         Box::pin(self.resolve(pod, auth, regions))
     }
 
@@ -375,7 +373,7 @@ impl CredentialSource for PodCredentials {
         base: &'a Identity,
         role: &'a AssumeRole,
         regions: &'a [String],
-    ) -> BoxFuture<'a, Result<Identity, IdentityError>> {
+    ) -> IdentityFuture<'a> {
         Box::pin(async move {
             let key = CredentialKey::Chained {
                 base: base.key.clone(),
