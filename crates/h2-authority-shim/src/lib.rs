@@ -33,6 +33,8 @@
 #![forbid(unsafe_code)]
 
 mod hpack;
+#[doc(hidden)]
+pub mod wire;
 
 use std::fmt;
 use std::io;
@@ -43,14 +45,11 @@ use std::task::{Context, Poll, ready};
 use loona_hpack::Decoder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const FRAME_HEADER_LEN: usize = 9;
-const TYPE_HEADERS: u8 = 0x1;
-const TYPE_CONTINUATION: u8 = 0x9;
-const FLAG_END_STREAM: u8 = 0x1;
-const FLAG_END_HEADERS: u8 = 0x4;
-const FLAG_PADDED: u8 = 0x8;
-const FLAG_PRIORITY: u8 = 0x20;
+use wire::{
+    FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, FLAG_PRIORITY, FRAME_HEADER_LEN, PREFACE,
+    TYPE_CONTINUATION, TYPE_HEADERS, write_frame_header,
+};
+
 const PRIORITY_LEN: usize = 5;
 /// The default SETTINGS_MAX_FRAME_SIZE, which the server (h2 under tonic) keeps: larger
 /// header frames are a protocol error h2 would have raised, and the frames we write are
@@ -511,14 +510,6 @@ impl HeaderBlock {
         }
         out
     }
-}
-
-/// `len` is at most MAX_FRAME_PAYLOAD, so it fits the 24-bit length field.
-fn write_frame_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream_id: u32) {
-    out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
-    out.push(kind);
-    out.push(flags);
-    out.extend_from_slice(&stream_id.to_be_bytes());
 }
 
 #[cfg(test)]
