@@ -527,13 +527,7 @@ async fn oversized_header_blocks_are_invalid_data() {
     let first = hpack(&mut encoder, &entry);
     let bomb = hpack(&mut encoder, &entry).repeat(60_000);
     assert_eq!(bomb[0], 0x80 | 62);
-    let mut frames = vec![frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &first)];
-    let mut chunks = bomb.chunks(MAX_FRAME_PAYLOAD).peekable();
-    frames.push(frame(TYPE_HEADERS, 0, 3, chunks.next().unwrap()));
-    while let Some(chunk) = chunks.next() {
-        let flags = if chunks.peek().is_none() { FLAG_END_HEADERS } else { 0 };
-        frames.push(frame(TYPE_CONTINUATION, flags, 3, chunk));
-    }
+    let frames = vec![frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &first), header_frames(3, 0, &[], &bomb)];
     let reason = invalid_data(rewrite(connection(&frames), 100_000, 8192).await);
     assert!(reason.contains("decoded"), "{reason}");
 }

@@ -19,6 +19,11 @@ pub const FLAG_END_HEADERS: u8 = 0x4;
 pub const FLAG_PADDED: u8 = 0x8;
 pub const FLAG_PRIORITY: u8 = 0x20;
 
+/// The default SETTINGS_MAX_FRAME_SIZE, which the server (h2 under tonic) keeps: larger
+/// header frames are a protocol error h2 would have raised, and the frames we write are
+/// never larger.
+pub const MAX_FRAME_PAYLOAD: usize = 16_384;
+
 /// A frame header. `len` must fit the 24-bit length field (the shim never writes a payload
 /// over MAX_FRAME_PAYLOAD).
 pub fn write_frame_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream_id: u32) {
@@ -33,6 +38,26 @@ pub fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
     write_frame_header(&mut out, payload.len(), kind, flags, stream_id);
     out.extend_from_slice(payload);
+    out
+}
+
+/// A header block as one HEADERS frame with `flags` (`prefix`, e.g. its PRIORITY fields,
+/// before the block) and as many CONTINUATIONs as it takes at MAX_FRAME_PAYLOAD;
+/// END_HEADERS on the last. `prefix` must be shorter than MAX_FRAME_PAYLOAD.
+pub fn header_frames(stream_id: u32, flags: u8, prefix: &[u8], block: &[u8]) -> Vec<u8> {
+    let (first, rest) = block.split_at(block.len().min(MAX_FRAME_PAYLOAD - prefix.len()));
+    let flags = if rest.is_empty() { flags | FLAG_END_HEADERS } else { flags };
+    let frame_count = 1 + rest.len().div_ceil(MAX_FRAME_PAYLOAD);
+    let mut out = Vec::with_capacity(frame_count * FRAME_HEADER_LEN + prefix.len() + block.len());
+    write_frame_header(&mut out, prefix.len() + first.len(), TYPE_HEADERS, flags, stream_id);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(first);
+    let mut chunks = rest.chunks(MAX_FRAME_PAYLOAD).peekable();
+    while let Some(chunk) = chunks.next() {
+        let flags = if chunks.peek().is_none() { FLAG_END_HEADERS } else { 0 };
+        write_frame_header(&mut out, chunk.len(), TYPE_CONTINUATION, flags, stream_id);
+        out.extend_from_slice(chunk);
+    }
     out
 }
 
