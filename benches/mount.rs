@@ -8,250 +8,62 @@
 //! replayed with ASCP's call pattern against the same fakes: per mount one service account
 //! lookup, one STS call, one GetSecretValue per secret in sequence and one GetParameters per
 //! 10 parameters. `SAMPLES` (default 40) mounts per latency row; the node rows boot
-//! `DEPLOYMENTS` (10) service accounts x `REPLICAS` (10) pods.
+//! `DEPLOYMENTS` (10) service accounts x `REPLICAS` (10) pods. The fakes and the binary
+//! harness are the test kit's (crates/test-kit), shared with the integration tests.
 
-#[path = "../tests/common/tokens.rs"]
-#[allow(dead_code)]
-mod tokens;
-
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use csi_provider_aws::proto::MountRequest;
-use csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
-use tonic::transport::Channel;
+use hyper_util::rt::TokioExecutor;
+use test_kit::{Binary, FakeAws, FakeKube, tokens};
 
 const REGION: &str = "us-east-1";
 
-/// Counts the AWS calls the fake answered (STS among them).
-#[derive(Default)]
-struct Calls(AtomicU64, AtomicU64);
-
-impl Calls {
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-
-    fn sts(&self) -> u64 {
-        self.1.load(Ordering::SeqCst)
-    }
-}
-
-/// Serves `answer` on a loopback port; returns its address.
-async fn serve<F>(answer: F) -> SocketAddr
-where
-    F: Fn(hyper::Request<Incoming>) -> futures::future::BoxFuture<'static, hyper::Response<Full<Bytes>>>
-        + Send
-        + Sync
-        + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let answer = Arc::new(answer);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let answer = answer.clone();
-                    async move { Ok::<_, Infallible>(answer(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-fn response(content_type: &str, body: String) -> hyper::Response<Full<Bytes>> {
-    hyper::Response::builder()
-        .header("content-type", content_type)
-        .body(Full::new(Bytes::from(body)))
-        .unwrap()
-}
-
-/// A fake AWS endpoint: every call takes `latency`, as a round trip to AWS does.
-async fn fake_aws(latency: Duration, calls: Arc<Calls>) -> SocketAddr {
-    serve(move |req| {
-        let calls = calls.clone();
-        Box::pin(async move {
-            let target = req.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            calls.0.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(latency).await;
-            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            if target.is_empty() {
-                calls.1.fetch_add(1, Ordering::SeqCst);
-            }
-            match target.as_str() {
-                "secretsmanager.GetSecretValue" => {
-                    let name = json["SecretId"].as_str().unwrap_or("x");
-                    response(
-                        "application/x-amz-json-1.1",
-                        serde_json::json!({
-                            "ARN": format!("arn:aws:secretsmanager:{REGION}:123456789012:secret:{name}-AbCdEf"),
-                            "Name": name,
-                            "VersionId": "8f0c2a1e-0000-4000-8000-000000000001",
-                            "SecretString": format!("{{\"user\":\"{name}\",\"password\":\"correct-horse-battery-staple\"}}"),
-                            "VersionStages": ["AWSCURRENT"],
-                            "CreatedDate": 1.7e9,
-                        })
-                        .to_string(),
-                    )
-                }
-                "AmazonSSM.GetParameters" => {
-                    let parameters: Vec<serde_json::Value> = json["Names"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|n| n.as_str())
-                        .map(|name| {
-                            serde_json::json!({
-                                "Name": name, "Type": "SecureString", "Value": format!("value of {name}"),
-                                "Version": 3, "DataType": "text", "LastModifiedDate": 1.7e9,
-                                "ARN": format!("arn:aws:ssm:{REGION}:123456789012:parameter{name}"),
-                            })
-                        })
-                        .collect();
-                    response(
-                        "application/x-amz-json-1.1",
-                        serde_json::json!({"Parameters": parameters, "InvalidParameters": []}).to_string(),
-                    )
-                }
-                _ => response(
-                    "text/xml",
-                    "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
-                     <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>ASIABENCHMARK0000001</AccessKeyId>\
-                     <SecretAccessKey>bench-secret</SecretAccessKey><SessionToken>bench-session</SessionToken>\
-                     <Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>\
-                     <SubjectFromWebIdentityToken>system:serviceaccount:bench:app</SubjectFromWebIdentityToken>\
-                     <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/app/bench</Arn>\
-                     <AssumedRoleId>AROABENCH:bench</AssumedRoleId></AssumedRoleUser></AssumeRoleWithWebIdentityResult>\
-                     <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"
-                        .to_owned(),
-                ),
-            }
-        })
-    })
-    .await
+/// The release provider binary, with `extra` flags, against `aws` and the Kubernetes API of
+/// `kubeconfig`. `PROVIDER_LOG=FILE` keeps its log (at `PROVIDER_RUST_LOG`, default warn).
+fn start_provider(aws: &FakeAws, kubeconfig: &Path, extra: &[&str]) -> Binary {
+    let mut args = vec!["--driver-writes-secrets"];
+    args.extend_from_slice(extra);
+    let endpoint = aws.url();
+    let kubeconfig = kubeconfig.display().to_string();
+    let log_level = std::env::var("PROVIDER_RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "provider"),
+        ("AWS_SECRET_ACCESS_KEY", "provider"),
+        ("KUBECONFIG", kubeconfig.as_str()),
+        ("RUST_LOG", log_level.as_str()),
+    ];
+    let log = match std::env::var("PROVIDER_LOG") {
+        Ok(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_or_else(|_| Stdio::null(), Stdio::from),
+        Err(_) => Stdio::null(),
+    };
+    let command = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"));
+    Binary::start_quiet(command, tempfile::tempdir().unwrap(), &args, &env, log)
 }
 
 /// A stand-in Kubernetes API: every service account has an IRSA role; issuer discovery is
-/// served when `jwks` is given (else 404: tokens cannot be verified).
-async fn fake_kube(jwks: Option<String>) -> SocketAddr {
-    let jwks = Arc::new(jwks);
-    serve(move |req| {
-        let jwks = jwks.clone();
-        Box::pin(async move {
-            let path = req.uri().path().to_owned();
-            let not_found = || {
-                let mut r = response("application/json", r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#.into());
-                *r.status_mut() = hyper::StatusCode::NOT_FOUND;
-                r
-            };
-            match (path.as_str(), jwks.as_ref()) {
-                ("/.well-known/openid-configuration", Some(_)) => response("application/json", tokens::openid_configuration()),
-                ("/openid/v1/jwks", Some(jwks)) => response("application/json", jwks.clone()),
-                (path, _) if path.contains("/serviceaccounts/") => {
-                    let parts: Vec<&str> = path.split('/').collect();
-                    let (namespace, name) = (parts.get(4).copied().unwrap_or(""), parts.get(6).copied().unwrap_or(""));
-                    let metadata = serde_json::json!({"name": name, "namespace": namespace,
-                        "uid": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "resourceVersion": "48213",
-                        "annotations": {"eks.amazonaws.com/role-arn": format!("arn:aws:iam::123456789012:role/{name}")}});
-                    let accept = req.headers().get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
-                    let body = if accept.contains("as=PartialObjectMetadata") {
-                        serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
-                    } else {
-                        serde_json::json!({"kind": "ServiceAccount", "apiVersion": "v1", "metadata": metadata})
-                    };
-                    response("application/json", body.to_string())
-                }
-                _ => not_found(),
-            }
-        })
-    })
-    .await
-}
-
-/// The provider binary, running.
-struct Provider {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Provider {
-    fn start(aws: SocketAddr, kubeconfig: &Path, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
-            .arg(format!("--provider-volume={}", dir.path().display()))
-            .args(["--driver-writes-secrets", "--metrics-addr=127.0.0.1:0"])
-            .args(extra)
-            .env("AWS_ENDPOINT_URL", format!("http://{aws}"))
-            .env("AWS_ACCESS_KEY_ID", "provider")
-            .env("AWS_SECRET_ACCESS_KEY", "provider")
-            .env("KUBECONFIG", kubeconfig)
-            // PROVIDER_LOG=FILE keeps the provider's log (at PROVIDER_RUST_LOG, default warn).
-            .env("RUST_LOG", std::env::var("PROVIDER_RUST_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::null())
-            .stderr(match std::env::var("PROVIDER_LOG") {
-                Ok(path) => std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_or_else(|_| Stdio::null(), Stdio::from),
-                Err(_) => Stdio::null(),
-            })
-            .spawn()
-            .unwrap();
-        let socket = dir.path().join("aws.sock");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "the provider did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        Self { child, socket, _dir: dir }
+/// served for `key` when given (else 404: tokens cannot be verified).
+async fn stand_in_kube(key: Option<&tokens::SigningKey>) -> FakeKube {
+    let kube = FakeKube::bind("127.0.0.1:0").await;
+    kube.every_service_account_has_a_role();
+    if let Some(key) = key {
+        kube.issuer(&[key]);
     }
-
-    /// (current RSS, peak RSS) in KiB.
-    fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-
-    async fn client(&self) -> CsiDriverProviderClient<Channel> {
-        CsiDriverProviderClient::new(csi_provider_aws::client::connect(&self.socket).await.unwrap())
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    kube
 }
 
 /// A class with `n` objects: half secrets, half parameters (one secret when n = 1).
@@ -324,12 +136,12 @@ async fn drain(response: hyper::Response<Incoming>) {
 }
 
 /// Runs `samples` mounts one after another: latency percentiles and AWS calls per mount.
-async fn measure<F, Fut>(scenario: String, samples: usize, calls: &Calls, mut mount: F) -> Row
+async fn measure<F, Fut>(scenario: String, samples: usize, aws: &FakeAws, mut mount: F) -> Row
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let before = calls.get();
+    let before = aws.calls();
     let mut times = Vec::with_capacity(samples);
     for i in 0..samples {
         let started = Instant::now();
@@ -337,7 +149,7 @@ where
         times.push(started.elapsed());
     }
     times.sort();
-    let per_mount = (calls.get() - before) as f64 / samples as f64;
+    let per_mount = (aws.calls() - before) as f64 / samples as f64;
     Row { scenario, p50: percentile(&times, 50), p99: percentile(&times, 99), calls: per_mount }
 }
 
@@ -368,12 +180,12 @@ struct Storm {
 }
 
 /// Mounts `requests` all at once (each over its own connection, as pods do) and counts.
-async fn storm(label: String, provider: &Provider, calls: &Calls, requests: &[MountRequest]) -> Storm {
+async fn storm(label: String, provider: &Binary, aws: &FakeAws, requests: &[MountRequest]) -> Storm {
     let mut clients = Vec::new();
     for _ in requests {
         clients.push(provider.client().await);
     }
-    let (before, sts_before) = (calls.get(), calls.sts());
+    let (before, sts_before) = (aws.calls(), aws.sts_calls());
     let start = Arc::new(tokio::sync::Barrier::new(requests.len()));
     let started = Instant::now();
     let tasks: Vec<_> = clients
@@ -407,12 +219,12 @@ async fn storm(label: String, provider: &Provider, calls: &Calls, requests: &[Mo
             times[times.len() - 1]
         );
     }
-    let (_, peak) = provider.memory();
+    let peak = provider.peak_rss();
     Storm {
         label,
         wall,
-        calls: calls.get() - before,
-        sts: calls.sts() - sts_before,
+        calls: aws.calls() - before,
+        sts: aws.sts_calls() - sts_before,
         peak_rss_kib: Some(peak),
         failed,
     }
@@ -427,32 +239,18 @@ async fn main() {
     let replicas = env("REPLICAS", 10) as usize;
 
     let key = tokens::SigningKey::generate("bench-key-1");
-    let calls = Arc::new(Calls::default());
-    let aws = fake_aws(latency, calls.clone()).await;
-    let kube_verifiable = fake_kube(Some(tokens::jwks(&[&key]))).await;
-    let kube_opaque = fake_kube(None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = |name: &str, kube: SocketAddr| {
-        let path = dir.path().join(name);
-        std::fs::write(
-            &path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters: [{{name: b, cluster: {{server: 'http://{kube}'}}}}]\n\
-                 users: [{{name: b, user: {{token: t}}}}]\ncontexts: [{{name: b, context: {{cluster: b, user: b}}}}]\ncurrent-context: b\n"
-            ),
-        )
-        .unwrap();
-        path
-    };
-    let verifiable = kubeconfig("verifiable", kube_verifiable);
-    let opaque = kubeconfig("opaque", kube_opaque);
+    let aws = FakeAws::with_latency(latency).await;
+    let kube_verifiable = stand_in_kube(Some(&key)).await;
+    let kube_opaque = stand_in_kube(None).await;
+    let (verifiable, opaque) = (&kube_verifiable.kubeconfig, &kube_opaque.kubeconfig);
+    let (aws_addr, opaque_addr) = (aws.addr, kube_opaque.http.addr);
     let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let token = |sa: &str, pod: &str| tokens::pod_tokens(&key, "bench", sa, pod);
 
     // Latency of one mount at a time. A new service account per sample would otherwise
     // measure the Kubernetes rate limit (ASCP's default 5/s, burst 10), not the mount.
     let mut rows: Vec<Row> = Vec::new();
-    let provider = Provider::start(aws, &verifiable, &["--qps=100", "--burst=100"]);
+    let provider = start_provider(&aws, verifiable, &["--qps=100", "--burst=100"]);
     let mut client = provider.client().await;
     let sizes: &[usize] = if std::env::var_os("NODE_ONLY").is_some() { &[] } else { &[1, 10, 20, 50] };
     for &n in sizes {
@@ -460,7 +258,7 @@ async fn main() {
         client.mount(mount_request(n, "app-0", "steady", &steady)).await.unwrap();
         let scenario = format!("csi-provider-aws, {n} objects, same pod (rotation poll)");
         rows.push(
-            measure(scenario, samples, &calls, |_| {
+            measure(scenario, samples, &aws, |_| {
                 let (mut client, steady) = (client.clone(), steady.clone());
                 async move {
                     let response = client.mount(mount_request(n, "app-0", "steady", &steady)).await.unwrap();
@@ -473,7 +271,7 @@ async fn main() {
             (0..samples).map(|i| token("app-0", &format!("replica-{n}-{i}"))).collect();
         let scenario = format!("csi-provider-aws, {n} objects, new replica (verified token)");
         rows.push(
-            measure(scenario, samples, &calls, |i| {
+            measure(scenario, samples, &aws, |i| {
                 let (mut client, tokens) = (client.clone(), replicas[i].clone());
                 async move {
                     client
@@ -487,7 +285,7 @@ async fn main() {
         let identities: Vec<String> = (0..samples).map(|i| token(&format!("sa-{n}-{i}"), "pod-0")).collect();
         let scenario = format!("csi-provider-aws, {n} objects, new service account (STS first)");
         rows.push(
-            measure(scenario, samples, &calls, |i| {
+            measure(scenario, samples, &aws, |i| {
                 let (mut client, tokens) = (client.clone(), identities[i].clone());
                 async move {
                     client.mount(mount_request(n, &format!("sa-{n}-{i}"), "pod-0", &tokens)).await.unwrap();
@@ -496,7 +294,7 @@ async fn main() {
             .await,
         );
         let scenario = format!("ASCP call pattern, {n} objects");
-        rows.push(measure(scenario, samples, &calls, |_| ascp_mount(&http, aws, kube_opaque, n)).await);
+        rows.push(measure(scenario, samples, &aws, |_| ascp_mount(&http, aws_addr, opaque_addr, n)).await);
     }
     drop(client);
     drop(provider);
@@ -537,28 +335,27 @@ async fn main() {
         let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let extra = std::env::var("EXTRA_FLAGS").unwrap_or_default();
         flags.extend(extra.split_whitespace());
-        let provider = Provider::start(aws, kubeconfig, &flags);
+        let provider = start_provider(&aws, kubeconfig, &flags);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        idle.push(provider.memory().0);
+        idle.push(provider.usage().0);
         if std::env::var_os("WARMUP").is_some() {
             let started = Instant::now();
             let mut client = provider.client().await;
             client.mount(mount_request(1, "warmup", "warmup-0", &token("warmup", "warmup-0"))).await.unwrap();
             eprintln!("{label}: first mount after start {:?}", started.elapsed());
         }
-        storms
-            .push(storm(format!("csi-provider-aws, node boot, {label}"), &provider, &calls, &requests).await);
+        storms.push(storm(format!("csi-provider-aws, node boot, {label}"), &provider, &aws, &requests).await);
         storms.push(
-            storm(format!("csi-provider-aws, rotation poll, {label}"), &provider, &calls, &requests).await,
+            storm(format!("csi-provider-aws, rotation poll, {label}"), &provider, &aws, &requests).await,
         );
     }
 
-    let (before, sts_before) = (calls.get(), calls.sts());
+    let (before, sts_before) = (aws.calls(), aws.sts_calls());
     let started = Instant::now();
     let tasks: Vec<_> = (0..total)
         .map(|_| {
             let http = http.clone();
-            tokio::spawn(async move { ascp_mount(&http, aws, kube_opaque, 20).await })
+            tokio::spawn(async move { ascp_mount(&http, aws_addr, opaque_addr, 20).await })
         })
         .collect();
     for task in tasks {
@@ -567,8 +364,8 @@ async fn main() {
     storms.push(Storm {
         label: "ASCP call pattern, node boot or rotation poll".into(),
         wall: started.elapsed(),
-        calls: calls.get() - before,
-        sts: calls.sts() - sts_before,
+        calls: aws.calls() - before,
+        sts: aws.sts_calls() - sts_before,
         peak_rss_kib: None,
         failed: 0,
     });

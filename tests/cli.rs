@@ -7,12 +7,7 @@ use std::process::Command;
 use common::*;
 
 fn check(path: &std::path::Path, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
-        .arg("check")
-        .arg(path)
-        .args(extra)
-        .output()
-        .unwrap();
+    let out = provider_binary().arg("check").arg(path).args(extra).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
@@ -85,7 +80,7 @@ spec:
 
 #[test]
 fn check_accepts_a_bare_objects_list_and_stdin() {
-    let out = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
+    let out = provider_binary()
         .args(["check", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -130,7 +125,7 @@ async fn mount_subcommand_acts_as_the_driver() {
             };
             let (socket, spc, cwd) = (provider.socket.clone(), spc.clone(), dir.path().to_owned());
             let out = tokio::task::spawn_blocking(move || {
-                Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
+                provider_binary()
                     .current_dir(cwd)
                     .arg("mount")
                     .arg("--socket")
@@ -157,11 +152,9 @@ async fn mount_subcommand_acts_as_the_driver() {
 
 /// `csi-provider-aws mount` with `args`, run off the async runtime.
 async fn mount_command(args: Vec<std::ffi::OsString>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_csi-provider-aws")).arg("mount").args(args).output().unwrap()
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || provider_binary().arg("mount").args(args).output().unwrap())
+        .await
+        .unwrap()
 }
 
 fn os(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<std::ffi::OsString> {
@@ -233,41 +226,16 @@ async fn a_failed_mount_leaves_no_directories_behind() {
 
 #[test]
 fn a_repeated_flag_takes_its_last_value_as_in_go() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
-        .arg("--provider-volume=/nonexistent/first")
-        .arg(format!("--provider-volume={}", dir.path().display()))
-        .args(["--qps=5", "--qps=20", "-burst=7", "-burst=30", "--metrics-addr=127.0.0.1:0"])
-        .env_remove("KUBECONFIG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    // Served on the last --provider-volume (the first one cannot exist).
     let socket = dir.path().join("aws.sock");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !log.lock().unwrap().contains("serving the CSI driver") {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("exited with {status}: {}", log.lock().unwrap());
-        }
-        assert!(std::time::Instant::now() < deadline, "not served: {}", log.lock().unwrap());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    // The harness's --provider-volume (the temporary directory) comes after this one.
+    let mut command = provider_binary();
+    command.arg("--provider-volume=/nonexistent/first");
+    // Served on the last --provider-volume (the first one cannot exist).
+    let binary = Binary::start(command, dir, &["--qps=5", "--qps=20", "-burst=7", "-burst=30"], &[]);
     assert!(std::os::unix::net::UnixStream::connect(&socket).is_ok());
-    let _ = child.kill();
-    let _ = child.wait();
-    let log = log.lock().unwrap().clone();
+    let log = binary.log();
+    drop(binary);
     assert!(log.contains("qps=20") && log.contains("burst=30"), "{log}");
 }
 
@@ -275,7 +243,7 @@ fn a_repeated_flag_takes_its_last_value_as_in_go() {
 fn sigterm_while_starting_stops_cleanly() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
+    let mut child = provider_binary()
         .arg(format!("--provider-volume={}", dir.path().display()))
         .arg("--metrics-addr=127.0.0.1:0")
         .env_remove("KUBECONFIG")

@@ -8,257 +8,23 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::*;
 use csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use csi_provider_aws::proto::{MountRequest, VersionRequest};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+// Raw HTTP/2, as a hostile client writes it.
+use h2_authority_shim::wire::{
+    FLAG_END_HEADERS as END_HEADERS, FLAG_END_STREAM as END_STREAM, PREFACE, TYPE_DATA as DATA,
+    TYPE_HEADERS as HEADERS, TYPE_SETTINGS as SETTINGS, frame, header_block, header_frames,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixStream};
+use tokio::net::UnixStream;
 use tonic::Code;
-
-const CONTENT_JSON: &str = "application/x-amz-json-1.1";
-
-/// One canned answer: HTTP status, content type, body.
-type Answer = (u16, &'static str, String);
-
-/// A fake AWS endpoint: STS, Secrets Manager and Parameter Store with valid answers, any of
-/// which a test can replace, per region (taken from the request's SigV4 scope).
-#[derive(Clone, Default)]
-struct FakeAws {
-    /// (operation, region or "*") -> answer.
-    overrides: Arc<Mutex<Vec<(String, String, Answer)>>>,
-}
-
-impl FakeAws {
-    async fn start() -> (Self, SocketAddr) {
-        let fake = Self::default();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shared = fake.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let fake = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let fake = fake.clone();
-                        async move { Ok::<_, std::convert::Infallible>(fake.answer(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        (fake, addr)
-    }
-
-    /// Answers `operation` (e.g. "GetSecretValue") in `region` ("*": every region) with `answer`.
-    fn set(&self, operation: &str, region: &str, answer: Answer) {
-        let mut overrides = self.overrides.lock().unwrap();
-        overrides.retain(|(op, r, _)| !(op == operation && r == region));
-        overrides.push((operation.to_owned(), region.to_owned(), answer));
-    }
-
-    fn clear(&self) {
-        self.overrides.lock().unwrap().clear();
-    }
-
-    async fn answer(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Full<Bytes>> {
-        let header =
-            |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let target = header("x-amz-target");
-        let region = header("authorization")
-            .split("Credential=")
-            .nth(1)
-            .and_then(|scope| scope.split('/').nth(2))
-            .unwrap_or("us-east-1")
-            .to_owned();
-        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-        let text = String::from_utf8_lossy(&body).into_owned();
-        let operation = match target.split('.').nth(1) {
-            Some(op) => op.to_owned(),
-            None if text.contains("Action=AssumeRoleWithWebIdentity") => "AssumeRoleWithWebIdentity".into(),
-            None => "unknown".into(),
-        };
-        let chosen = self
-            .overrides
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(op, r, _)| *op == operation && (*r == region || r == "*"))
-            .map(|(_, _, answer)| answer.clone());
-        let (status, content_type, body) = chosen.unwrap_or_else(|| valid_answer(&operation, &text, &region));
-        hyper::Response::builder()
-            .status(status)
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .unwrap()
-    }
-}
-
-/// What AWS would answer.
-fn valid_answer(operation: &str, request: &str, region: &str) -> Answer {
-    let json: serde_json::Value = serde_json::from_str(request).unwrap_or_default();
-    match operation {
-        "GetSecretValue" => {
-            let name = json["SecretId"].as_str().unwrap_or("x");
-            let body = serde_json::json!({
-                "ARN": format!("arn:aws:secretsmanager:{region}:123456789012:secret:{name}-AbCdEf"),
-                "Name": name, "VersionId": "v-1", "SecretString": format!("value in {region}"),
-                "VersionStages": ["AWSCURRENT"], "CreatedDate": 1.7e9,
-            });
-            (200, CONTENT_JSON, body.to_string())
-        }
-        "GetParameters" => {
-            let parameters: Vec<serde_json::Value> = json["Names"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|n| n.as_str())
-                .map(|name| serde_json::json!({"Name": name, "Type": "SecureString", "Value": "v", "Version": 3}))
-                .collect();
-            (
-                200,
-                CONTENT_JSON,
-                serde_json::json!({"Parameters": parameters, "InvalidParameters": []}).to_string(),
-            )
-        }
-        _ => (200, "text/xml", sts_answer("ASIAFAKE", "secret-key", "2099-01-01T00:00:00Z")),
-    }
-}
-
-fn sts_answer(key: &str, secret: &str, expiration: &str) -> String {
-    format!(
-        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
-         <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{key}</AccessKeyId>\
-         <SecretAccessKey>{secret}</SecretAccessKey><SessionToken>session</SessionToken>\
-         <Expiration>{expiration}</Expiration></Credentials>\
-         <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/web/x</Arn>\
-         <AssumedRoleId>AROA:x</AssumedRoleId></AssumedRoleUser></AssumeRoleWithWebIdentityResult>\
-         <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"
-    )
-}
-
-/// The provider binary with its log captured.
-struct Binary {
-    child: Child,
-    dir: tempfile::TempDir,
-    metrics: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Binary {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        Self::start_with(provider_command(), dir, args, env)
-    }
-
-    fn start_with(mut command: Command, dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Self {
-        command
-            .arg(format!("--provider-volume={}", dir.path().display()))
-            .arg("--metrics-addr=127.0.0.1:0")
-            .args(args)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env("KUBECONFIG", "/nonexistent")
-            .env("RUST_LOG", "info")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("serving /metrics")
-                    && let Some(addr) = line.split("addr=").nth(1)
-                {
-                    let _ = tx.send(addr.split(' ').next().unwrap_or("").to_owned());
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let metrics =
-            rx.recv_timeout(Duration::from_secs(20)).expect("the provider logs its metrics address");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !log.lock().unwrap().contains("serving the CSI driver") {
-            assert!(Instant::now() < deadline, "the provider never served: {}", log.lock().unwrap());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, dir, metrics, log }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("aws.sock")
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn terminate(&self) {
-        assert!(Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().unwrap().success());
-    }
-
-    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// (resident KiB, CPU seconds so far) from /proc.
-    fn usage(&self) -> (u64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let rss = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses): utime is the 14th field.
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        let ticks: f64 =
-            fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-        (rss, ticks / 100.0)
-    }
-
-    async fn client(&self) -> CsiDriverProviderClient<tonic::transport::Channel> {
-        CsiDriverProviderClient::new(channel(&self.socket()).await)
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A mount request of a pod with its own service account (which `kube` must know) and
 /// token, so its credentials are fetched, not cached.
@@ -275,11 +41,11 @@ fn request_for(kube: &FakeKube, account: &str, parameters: &[(&str, &str)]) -> M
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_aws_answers_are_transient_and_leak_nothing_even_at_trace() {
-    let (fake, addr) = FakeAws::start().await;
+    let fake = FakeAws::start().await;
     let kube = FakeKube::start().await;
     let kubeconfig = kube.kubeconfig.display().to_string();
-    let endpoint = format!("http://{addr}");
-    let binary = Binary::start(
+    let endpoint = fake.url();
+    let binary = start(
         &["--driver-writes-secrets", "--aws-timeout=5s"],
         &[("RUST_LOG", "trace"), ("KUBECONFIG", &kubeconfig), ("AWS_ENDPOINT_URL", &endpoint)],
     );
@@ -362,58 +128,7 @@ async fn unreadable_aws_answers_are_transient_and_leak_nothing_even_at_trace() {
     }
 }
 
-fn excerpt(log: &str, needle: &str) -> String {
-    let at = log.find(needle).unwrap_or(0);
-    let start = log[..at].char_indices().rev().nth(400).map_or(0, |(i, _)| i);
-    log[start..].chars().take(900).collect()
-}
-
 // ---- raw HTTP/2 over the socket, as a hostile client writes it ----
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const SETTINGS: u8 = 0x4;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-
-fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-    out.extend([kind, flags]);
-    out.extend(stream_id.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// An HPACK integer with an N-bit prefix (RFC 7541 §5.1); `first` holds the pattern bits.
-fn hpack_integer(out: &mut Vec<u8>, first: u8, prefix_bits: u8, value: usize) {
-    let max = (1usize << prefix_bits) - 1;
-    if value < max {
-        out.push(first | value as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    let mut rest = value - max;
-    while rest >= 0x80 {
-        out.push((rest & 0x7f) as u8 | 0x80);
-        rest >>= 7;
-    }
-    out.push(rest as u8);
-}
-
-/// A header block of literals; `indexed` ones also enter the client's dynamic table.
-fn header_block(fields: &[(&str, &str)], indexed: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in fields {
-        out.push(if indexed { 0x40 } else { 0x00 });
-        for s in [name, value] {
-            hpack_integer(&mut out, 0, 7, s.len());
-            out.extend_from_slice(s.as_bytes());
-        }
-    }
-    out
-}
 
 /// The request headers of a gRPC call of `method` with the given authority.
 fn grpc_request(method: &str, authority: &str) -> Vec<u8> {
@@ -429,6 +144,13 @@ fn grpc_request(method: &str, authority: &str) -> Vec<u8> {
         ],
         false,
     )
+}
+
+/// A Version call (stream 1) whose headers also put a 4000-byte entry into the server's HPACK
+/// table, at index 62, for blocks of one-byte references to it to follow.
+fn version_with_a_large_table_entry() -> Vec<u8> {
+    let entry = header_block(&[("x-bomb", &"b".repeat(4000))], true);
+    frame(HEADERS, END_HEADERS | END_STREAM, 1, &[grpc_request("Version", "localhost"), entry].concat())
 }
 
 /// Connects, sends the preface and empty SETTINGS, and drains what the server sends (so it
@@ -484,12 +206,26 @@ async fn served_meanwhile<T>(socket: &Path, attack: impl std::future::Future<Out
 /// The provider binary to attack: this build, or `HOSTILE_PROVIDER_BIN` (to measure
 /// another build the same way).
 fn provider_command() -> Command {
-    let other = std::env::var("HOSTILE_PROVIDER_BIN").ok().filter(|bin| !bin.is_empty());
-    Command::new(other.unwrap_or_else(|| env!("CARGO_BIN_EXE_csi-provider-aws").into()))
+    match std::env::var("HOSTILE_PROVIDER_BIN").ok().filter(|bin| !bin.is_empty()) {
+        Some(other) => Command::new(other),
+        None => provider_binary(),
+    }
+}
+
+/// The provider under attack, with `args`, then `env` (no Kubernetes API unless it names one).
+fn start(args: &[&str], env: &[(&str, &str)]) -> Binary {
+    start_in(provider_command(), args, env)
+}
+
+/// As [`start`], run by `command` (the provider, or a shell that execs it).
+fn start_in(command: Command, args: &[&str], env: &[(&str, &str)]) -> Binary {
+    let mut all = vec![("KUBECONFIG", "/nonexistent")];
+    all.extend_from_slice(env);
+    Binary::start(command, tempfile::tempdir().unwrap(), args, &all)
 }
 
 fn start_provider(args: &[&str]) -> Binary {
-    Binary::start_with(provider_command(), tempfile::tempdir().unwrap(), args, &[])
+    start(args, &[])
 }
 
 async fn idle_rss(binary: &Binary) -> u64 {
@@ -549,20 +285,8 @@ async fn an_hpack_bomb_fails_its_connection_quickly() {
         let (mut write, closed) = raw_connection(&socket).await;
         // One 4000-byte table entry, then a block of a million one-byte references to it,
         // just under the shim's old 1 MiB cap.
-        let entry = header_block(&[("x-bomb", &"b".repeat(4000))], true);
-        let mut bytes = frame(
-            HEADERS,
-            END_HEADERS | END_STREAM,
-            1,
-            &[grpc_request("Version", "localhost"), entry].concat(),
-        );
-        let bomb = vec![0x80 | 62; (1 << 20) - 4096];
-        let mut chunks = bomb.chunks(16_384).peekable();
-        bytes.extend(frame(HEADERS, 0, 3, chunks.next().unwrap_or_default()));
-        while let Some(chunk) = chunks.next() {
-            let flags = if chunks.peek().is_none() { END_HEADERS } else { 0 };
-            bytes.extend(frame(CONTINUATION, flags, 3, chunk));
-        }
+        let mut bytes = version_with_a_large_table_entry();
+        bytes.extend(header_frames(3, 0, &[], &[0x80 | 62; (1 << 20) - 4096]));
         let started = Instant::now();
         // The server must stop reading once the block passes its cap: far less than the
         // megabyte plus what the socket buffers, so the write fails.
@@ -587,7 +311,7 @@ async fn an_hpack_bomb_fails_its_connection_quickly() {
 async fn old_driver_requests_are_counted_and_localhost_ones_are_not() {
     let binary = start_provider(&[]);
     let rewrites = |binary: &Binary| {
-        let body = http_get(&binary.metrics, "/metrics").1;
+        let body = http_get(binary.metrics(), "/metrics").1;
         body.lines()
             .find(|l| l.starts_with("csi_provider_aws_authority_rewrites_total"))
             .and_then(|l| l.rsplit(' ').next())
@@ -609,22 +333,10 @@ async fn old_driver_requests_are_counted_and_localhost_ones_are_not() {
     }
 }
 
-/// GET `path` from the metrics listener: (status code, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
-}
-
 #[test]
 fn a_slowloris_on_the_metrics_port_is_cut_off_while_probes_are_served() {
-    let binary = Binary::start(&[], &[]);
-    let addr = binary.metrics.clone();
+    let binary = start(&[], &[]);
+    let addr = binary.metrics().to_owned();
     // Half-sent requests that never end.
     let mut slow: Vec<std::net::TcpStream> = (0..50)
         .map(|_| {
@@ -696,7 +408,7 @@ async fn at_the_descriptor_limit_accept_backs_off_instead_of_spinning() {
     let mut command = Command::new("sh");
     let bin = provider_command().get_program().to_owned();
     command.arg("-c").arg("ulimit -n 48 && exec \"$0\" \"$@\"").arg(bin);
-    let binary = Binary::start_with(command, tempfile::tempdir().unwrap(), &[], &[]);
+    let binary = start_in(command, &[], &[]);
     let socket = binary.socket();
     let mut held = Vec::new();
     for _ in 0..80 {
@@ -725,14 +437,12 @@ async fn at_the_descriptor_limit_accept_backs_off_instead_of_spinning() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_over_the_drivers_4_mib_is_refused_even_with_small_contents() {
-    let (fake, addr) = FakeAws::start().await;
+    let fake = FakeAws::start().await;
     let kube = FakeKube::start().await;
     let kubeconfig = kube.kubeconfig.display().to_string();
-    let endpoint = format!("http://{addr}");
-    let binary = Binary::start(
-        &["--driver-writes-secrets"],
-        &[("KUBECONFIG", &kubeconfig), ("AWS_ENDPOINT_URL", &endpoint)],
-    );
+    let endpoint = fake.url();
+    let binary =
+        start(&["--driver-writes-secrets"], &[("KUBECONFIG", &kubeconfig), ("AWS_ENDPOINT_URL", &endpoint)]);
     // A VersionId of 48 KB (AWS's are 36 bytes; nothing in the provider bounds it): every
     // file carries its parent's version, so 100 one-byte files from a request well under the
     // attribute limit make a response of ~4.8 MiB with ~100 bytes of contents.
@@ -754,19 +464,19 @@ async fn a_response_over_the_drivers_4_mib_is_refused_even_with_small_contents()
 
 #[test]
 fn metrics_connections_are_bounded() {
-    let binary = Binary::start(&[], &[]);
+    let binary = start(&[], &[]);
     let fds = || std::fs::read_dir(format!("/proc/{}/fd", binary.pid())).map_or(0, |d| d.count());
     let before = fds();
     // More idle connections than the listener serves at once: the rest wait unaccepted.
     let flood: Vec<std::net::TcpStream> =
-        (0..600).map(|_| std::net::TcpStream::connect(&binary.metrics).unwrap()).collect();
+        (0..600).map(|_| std::net::TcpStream::connect(binary.metrics()).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(500));
     let during = fds();
     eprintln!("600 idle metrics connections: provider descriptors {before} -> {during}");
     assert!(during <= before + 512 + 8, "{during} descriptors (from {before}): connections are not bounded");
     drop(flood);
     let started = Instant::now();
-    assert_eq!(http_get(&binary.metrics, "/healthz").0, 200);
+    assert_eq!(http_get(binary.metrics(), "/healthz").0, 200);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -778,13 +488,7 @@ async fn small_blocks_that_expand_past_the_header_limit_fail_their_connection() 
         let (mut write, closed) = raw_connection(&socket).await;
         // A 4000-byte table entry, then 20,000 20-byte blocks of 20 references to it:
         // each 80 KiB once decoded, over the 16 KiB header limit.
-        let entry = header_block(&[("x-bomb", &"b".repeat(4000))], true);
-        let mut bytes = frame(
-            HEADERS,
-            END_HEADERS | END_STREAM,
-            1,
-            &[grpc_request("Version", "localhost"), entry].concat(),
-        );
+        let mut bytes = version_with_a_large_table_entry();
         for i in 0..20_000u32 {
             bytes.extend(frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 3, &[0x80 | 62; 20]));
         }

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -14,62 +12,15 @@ use csi_provider_aws::proto::VersionRequest;
 use tonic::Code;
 
 /// The provider binary on its own socket; killed on drop.
-struct Binary {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Binary {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
-            .arg(format!("--provider-volume={}", dir.path().display()))
-            .args(["--metrics-addr=127.0.0.1:0", "--driver-writes-secrets", "--mount-timeout=5s"])
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env("RUST_LOG", "info")
-            // No AWS call may happen: every class here is refused before fetching.
-            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if line.contains("serving the CSI driver") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(20)).expect("the provider serves");
-        Self { child, dir }
-    }
-
-    fn socket(&self) -> std::path::PathBuf {
-        self.dir.path().join("aws.sock")
-    }
-
-    /// (current, peak) resident set in KiB.
-    fn rss(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start() -> Binary {
+    // No AWS call may happen: every class here is refused before fetching.
+    let env = [("AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
+    Binary::start(
+        provider_binary(),
+        tempfile::tempdir().unwrap(),
+        &["--driver-writes-secrets", "--mount-timeout=5s"],
+        &env,
+    )
 }
 
 /// One anchor of `k` items referenced `k` times: `k * k` nodes from `5 * k` bytes.
@@ -106,15 +57,10 @@ struct Attack {
 
 /// Mounts `objects` while another client calls Version every 10 ms; returns what it saw.
 async fn attack(binary: &Binary, objects: &str) -> (Code, String, Duration, Duration) {
-    let target = binary.dir.path().join("target");
+    let target = binary.dir().join("target");
     let request = mount_request(&[("objects", objects), ("region", "us-east-1")], &target);
-    let mut client = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
-        channel(&binary.socket()).await,
-    )
-    .max_encoding_message_size(16 << 20);
-    let mut prober = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
-        channel(&binary.socket()).await,
-    );
+    let mut client = binary.client().await.max_encoding_message_size(16 << 20);
+    let mut prober = binary.client().await;
     let started = Instant::now();
     let mount = tokio::spawn(async move { client.mount(request).await });
     let mut slowest = Duration::ZERO;
@@ -150,13 +96,13 @@ async fn hostile_classes_fail_fast_within_memory_and_others_are_served() {
     ];
     let mut report = String::new();
     for attack in &attacks {
-        let binary = Binary::start();
+        let binary = start();
         // Warm up: one valid mount of nothing.
         let warm = self::attack(&binary, "").await;
         assert_eq!(warm.0, Code::Ok, "{}", warm.1);
-        let (idle, _) = binary.rss();
+        let idle = binary.usage().0;
         let (code, message, took, slowest) = self::attack(&binary, &attack.objects).await;
-        let (_, peak) = binary.rss();
+        let peak = binary.peak_rss();
         let grown = peak.saturating_sub(idle) / 1024;
         report.push_str(&format!(
             "{:<22} {:>8} bytes: {code:?} in {took:?}, +{grown} MiB peak RSS, Version waited at most {slowest:?}, message {} bytes\n",

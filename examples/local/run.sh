@@ -2,8 +2,9 @@
 # Quick start: runs the provider against a local AWS emulator (moto) and mounts
 # examples/local/secretproviderclass.yaml into ./mnt, acting as the CSI driver would: the
 # pod's service-account token is exchanged with (moto's) STS for the IAM role its service
-# account is annotated with, served by a stand-in Kubernetes API (fake-kube.py). Then it
-# leaves the provider running on its socket, for grpcurl, until Ctrl-C.
+# account is annotated with, served by a stand-in Kubernetes API (the test kit's
+# stand-in-kube, crates/test-kit). Then it leaves the provider running on its socket, for
+# grpcurl, until Ctrl-C.
 #
 # usage: bash examples/local/run.sh [--once]    (--once: stop after the mount)
 # env:   SOCKET_DIR (default ${TMPDIR:-/tmp}/csi-provider-aws-quickstart), MNT (default ./mnt)
@@ -38,9 +39,10 @@ if ! python3 -c 'import moto.server' 2>/dev/null; then
   say "installing moto (the local AWS emulator) from PyPI"
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 fi
-say "building (first time: a few minutes): cargo build --bin csi-provider-aws"
-cargo build --quiet --locked --bin csi-provider-aws
-BIN=target/debug/csi-provider-aws
+say "building (first time: a few minutes): cargo build --bin csi-provider-aws --bin stand-in-kube"
+cargo build --quiet --locked --workspace --bin csi-provider-aws --bin stand-in-kube
+BIN="${CARGO_TARGET_DIR:-target}/debug/csi-provider-aws"
+KUBE_BIN="${CARGO_TARGET_DIR:-target}/debug/stand-in-kube"
 
 say "starting moto on 127.0.0.1:$PORT"
 python3 -m moto.server -H 127.0.0.1 -p "$PORT" >"$WORK/moto.log" 2>&1 &
@@ -61,7 +63,7 @@ PY
 
 KUBE_PORT="$(free_port)"
 say "starting a stand-in Kubernetes API on 127.0.0.1:$KUBE_PORT (service account shop/shop -> an IAM role)"
-python3 examples/local/fake-kube.py "$KUBE_PORT" &
+"$KUBE_BIN" "$KUBE_PORT" shop/shop=arn:aws:iam::123456789012:role/shop &
 KUBE_PID=$!
 wait_for_port "$KUBE_PORT"
 cat >"$WORK/kubeconfig" <<KUBECONFIG

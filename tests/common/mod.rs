@@ -1,11 +1,13 @@
 //! Test fixtures shared by the integration tests: a real moto server for AWS, the provider
-//! serving on a real Unix socket, a gRPC client speaking to it like the CSI driver, and a
-//! latency-adding TCP proxy.
+//! serving on a real Unix socket in this process, a gRPC client speaking to it like the CSI
+//! driver, and a latency-adding TCP proxy in front of moto. The peers the bench shares too
+//! (stand-in Kubernetes API, fake AWS, tokens, the binary harness) are the test kit's
+//! (crates/test-kit), re-exported here.
 #![allow(dead_code)]
 
-pub mod tokens;
+pub use test_kit::*;
 
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,7 +26,6 @@ use csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient
 use csi_provider_aws::proto::{MountRequest, MountResponse};
 use csi_provider_aws::provider;
 use csi_provider_aws::server;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::Channel;
@@ -67,8 +68,9 @@ pub fn moto_url() -> &'static str {
     })
 }
 
-pub fn free_port() -> u16 {
-    StdTcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The provider binary of this build.
+pub fn provider_binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_csi-provider-aws"))
 }
 
 /// A name no other test uses.
@@ -174,9 +176,6 @@ impl Default for Options {
         }
     }
 }
-
-/// The IRSA role of the default service account shop/web, in moto's account.
-pub const WEB_ROLE: &str = "arn:aws:iam::123456789012:role/web";
 
 /// The provider serving on a Unix socket in a temp directory, in this process.
 pub struct Provider {
@@ -559,227 +558,4 @@ async fn deliver(
         }
     }
     let _ = to.shutdown().await;
-}
-
-/// One request a fake HTTP server received.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-type Routes = std::collections::HashMap<String, (u16, String)>;
-
-/// A tiny HTTP/1.1 server answering fixed routes, recording every request.
-#[derive(Clone)]
-pub struct FakeHttp {
-    pub addr: SocketAddr,
-    routes: Arc<std::sync::Mutex<Routes>>,
-    requests: Arc<std::sync::Mutex<Vec<Recorded>>>,
-    delay: Arc<std::sync::Mutex<Duration>>,
-}
-
-impl FakeHttp {
-    /// Binds `bind` (e.g. "127.0.0.1:0" or "[::1]:0").
-    pub async fn start(bind: &str) -> Self {
-        let listener = TcpListener::bind(bind).await.unwrap();
-        let server = Self {
-            addr: listener.local_addr().unwrap(),
-            routes: Arc::default(),
-            requests: Arc::default(),
-            delay: Arc::new(std::sync::Mutex::new(Duration::ZERO)),
-        };
-        let shared = server.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let server = shared.clone();
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                            let server = server.clone();
-                            async move { Ok::<_, std::convert::Infallible>(server.answer(req).await) }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        server
-    }
-
-    async fn answer(
-        &self,
-        req: hyper::Request<hyper::body::Incoming>,
-    ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
-        let recorded = Recorded {
-            method: req.method().to_string(),
-            path: req.uri().path().to_owned(),
-            headers: req
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-                .collect(),
-        };
-        self.requests.lock().unwrap().push(recorded);
-        let delay = *self.delay.lock().unwrap();
-        tokio::time::sleep(delay).await;
-        let (status, mut body) = self
-            .routes
-            .lock()
-            .unwrap()
-            .get(req.uri().path())
-            .cloned()
-            .unwrap_or((404, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"not found","reason":"NotFound","code":404}"#.into()));
-        // As an API server does: a metadata-only GET gets the object's PartialObjectMetadata.
-        let accept = req.headers().get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if status == 200
-            && accept.contains("as=PartialObjectMetadata")
-            && let Ok(object) = serde_json::from_str::<serde_json::Value>(&body)
-        {
-            body = serde_json::json!({
-                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                "metadata": object["metadata"],
-            })
-            .to_string();
-        }
-        hyper::Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .unwrap()
-    }
-
-    pub fn route(&self, path: &str, status: u16, body: &str) {
-        self.routes.lock().unwrap().insert(path.to_owned(), (status, body.to_owned()));
-    }
-
-    pub fn set_delay(&self, delay: Duration) {
-        *self.delay.lock().unwrap() = delay;
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    pub fn count(&self, path: &str) -> usize {
-        self.requests().iter().filter(|r| r.path == path).count()
-    }
-
-    pub fn url(&self) -> String {
-        match self.addr {
-            SocketAddr::V4(a) => format!("http://{a}"),
-            SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
-        }
-    }
-}
-
-/// A stand-in Kubernetes API server with service accounts, pods and nodes, and a kubeconfig
-/// pointing at it. Default objects: service account shop/web annotated with [`WEB_ROLE`],
-/// pod shop/web-0 on node-1 (no region label).
-pub struct FakeKube {
-    pub http: FakeHttp,
-    pub kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl FakeKube {
-    pub async fn start() -> Self {
-        let http = FakeHttp::start("127.0.0.1:0").await;
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: '{}'}}\n\
-                 users:\n- name: fake\n  user: {{token: fake-token}}\ncontexts:\n- name: fake\n  \
-                 context: {{cluster: fake, user: fake}}\ncurrent-context: fake\n",
-                http.url()
-            ),
-        )
-        .unwrap();
-        let kube = Self { http, kubeconfig, _dir: dir };
-        kube.service_account("shop", "web", Some(WEB_ROLE));
-        kube.pod("shop", "web-0", "node-1");
-        kube.node("node-1", None);
-        kube
-    }
-
-    pub fn service_account(&self, namespace: &str, name: &str, role: Option<&str>) {
-        let annotations = match role {
-            Some(role) => serde_json::json!({"eks.amazonaws.com/role-arn": role}),
-            None => serde_json::json!({}),
-        };
-        let body = serde_json::json!({
-            "apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {
-                "name": name, "namespace": namespace, "annotations": annotations,
-                "uid": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f", "resourceVersion": "48213",
-                "creationTimestamp": "2026-11-02T09:14:27Z",
-            },
-        });
-        self.http.route(
-            &format!("/api/v1/namespaces/{namespace}/serviceaccounts/{name}"),
-            200,
-            &body.to_string(),
-        );
-    }
-
-    pub fn pod(&self, namespace: &str, name: &str, node: &str) {
-        let body = serde_json::json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {
-                "name": name, "namespace": namespace, "uid": "0b1e6a9c-9d0d-4d53-a0f6-b3b5a6b0b001",
-                "resourceVersion": "51877", "creationTimestamp": "2026-11-02T09:20:03Z",
-                "labels": {"app": "web", "pod-template-hash": "7d9f8c6b5d"},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8c6b5d",
-                                     "uid": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d", "controller": true, "blockOwnerDeletion": true}],
-            },
-            "spec": {
-                "nodeName": node, "serviceAccountName": "web", "restartPolicy": "Always",
-                "containers": [{"name": "web", "image": "public.ecr.aws/nginx/nginx:1.27",
-                                "volumeMounts": [{"name": "secrets", "mountPath": "/mnt/secrets", "readOnly": true}]}],
-                "volumes": [{"name": "secrets", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true,
-                             "volumeAttributes": {"secretProviderClass": "web-secrets"}}}],
-            },
-            "status": {"phase": "Pending", "qosClass": "BestEffort"},
-        });
-        self.http.route(&format!("/api/v1/namespaces/{namespace}/pods/{name}"), 200, &body.to_string());
-    }
-
-    pub fn node(&self, name: &str, region: Option<&str>) {
-        let mut labels = serde_json::json!({
-            "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-            "node.kubernetes.io/instance-type": "m7i.large",
-        });
-        if let Some(region) = region {
-            labels["topology.kubernetes.io/region"] = region.into();
-            labels["topology.kubernetes.io/zone"] = format!("{region}a").into();
-        }
-        let body = serde_json::json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": labels, "uid": "5f0d6a0e-1b8c-4c77-8c8b-0d8e8d2e6a01",
-                         "resourceVersion": "50012", "creationTimestamp": "2026-11-01T07:00:00Z"},
-            "spec": {"providerID": format!("aws:///us-east-1a/i-0123456789abcdef0")},
-            "status": {"nodeInfo": {"kubeletVersion": "v1.33.5-eks-113cf36", "architecture": "amd64",
-                                    "operatingSystem": "linux", "osImage": "Amazon Linux 2023",
-                                    "kernelVersion": "6.1.155", "containerRuntimeVersion": "containerd://1.7.27",
-                                    "kubeProxyVersion": "v1.33.5", "machineID": "ec2", "systemUUID": "ec2", "bootID": "b"}},
-        });
-        self.http.route(&format!("/api/v1/nodes/{name}"), 200, &body.to_string());
-    }
-
-    /// Serves service-account issuer discovery for `keys` (as the API server does for the
-    /// built-in system:service-account-issuer-discovery role).
-    pub fn issuer(&self, keys: &[&tokens::SigningKey]) {
-        self.http.route("/.well-known/openid-configuration", 200, &tokens::openid_configuration());
-        self.http.route("/openid/v1/jwks", 200, &tokens::jwks(keys));
-    }
 }

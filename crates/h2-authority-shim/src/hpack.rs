@@ -5,6 +5,8 @@
 
 use loona_hpack::Decoder;
 
+use crate::wire::encode_literal;
+
 /// The `:authority` pseudo-header.
 const AUTHORITY: &[u8] = b":authority";
 /// What RFC 7541 §4.1 adds to name and value length for each field of a header list.
@@ -141,40 +143,10 @@ pub(crate) fn is_valid_authority(value: &[u8]) -> bool {
     !value.is_empty() && http::uri::Authority::try_from(value).is_ok()
 }
 
-/// "Literal Header Field without Indexing — New Name" (RFC 7541 §6.2.2), without Huffman
-/// coding: it leaves the server's dynamic table alone.
-pub(crate) fn encode_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.push(0x00);
-    encode_string(out, name);
-    encode_string(out, value);
-}
-
-/// A string literal with H = 0 (RFC 7541 §5.2).
-pub(crate) fn encode_string(out: &mut Vec<u8>, s: &[u8]) {
-    encode_integer(out, 7, s.len());
-    out.extend_from_slice(s);
-}
-
-/// An integer with an N-bit prefix (RFC 7541 §5.1). The prefix's unused high bits are left
-/// 0: with N = 7 that is the H bit of a string length.
-pub(crate) fn encode_integer(out: &mut Vec<u8>, prefix_bits: u8, value: usize) {
-    let max_prefix = (1usize << prefix_bits) - 1;
-    if value < max_prefix {
-        out.push(value as u8);
-        return;
-    }
-    out.push(max_prefix as u8);
-    let mut rest = value - max_prefix;
-    while rest >= 0x80 {
-        out.push((rest & 0x7f) as u8 | 0x80);
-        rest >>= 7;
-    }
-    out.push(rest as u8);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::encode_string;
 
     #[test]
     fn representation_lengths_match_the_encoding() {

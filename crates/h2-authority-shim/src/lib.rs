@@ -33,6 +33,8 @@
 #![forbid(unsafe_code)]
 
 mod hpack;
+#[doc(hidden)]
+pub mod wire;
 
 use std::fmt;
 use std::io;
@@ -43,19 +45,12 @@ use std::task::{Context, Poll, ready};
 use loona_hpack::Decoder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const FRAME_HEADER_LEN: usize = 9;
-const TYPE_HEADERS: u8 = 0x1;
-const TYPE_CONTINUATION: u8 = 0x9;
-const FLAG_END_STREAM: u8 = 0x1;
-const FLAG_END_HEADERS: u8 = 0x4;
-const FLAG_PADDED: u8 = 0x8;
-const FLAG_PRIORITY: u8 = 0x20;
+use wire::{
+    FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, FLAG_PRIORITY, FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD,
+    PREFACE, TYPE_CONTINUATION, TYPE_HEADERS, header_frames,
+};
+
 const PRIORITY_LEN: usize = 5;
-/// The default SETTINGS_MAX_FRAME_SIZE, which the server (h2 under tonic) keeps: larger
-/// header frames are a protocol error h2 would have raised, and the frames we write are
-/// never larger.
-const MAX_FRAME_PAYLOAD: usize = 16_384;
 /// The default SETTINGS_HEADER_TABLE_SIZE. The server does not change it, so a client may
 /// not grow its dynamic table beyond this; h2 would enforce that itself, but it no longer
 /// sees the client's encoding.
@@ -487,7 +482,6 @@ impl HeaderBlock {
     /// (the padding is gone); END_STREAM and PRIORITY stay.
     fn encode_frames(&self, fragment: &[u8]) -> Vec<u8> {
         let priority: &[u8] = self.priority.as_ref().map_or(&[], |p| p);
-        let (first, rest) = fragment.split_at(fragment.len().min(MAX_FRAME_PAYLOAD - priority.len()));
         let mut flags = 0;
         if self.end_stream {
             flags |= FLAG_END_STREAM;
@@ -495,30 +489,8 @@ impl HeaderBlock {
         if self.priority.is_some() {
             flags |= FLAG_PRIORITY;
         }
-        if rest.is_empty() {
-            flags |= FLAG_END_HEADERS;
-        }
-        let frame_count = 1 + rest.len().div_ceil(MAX_FRAME_PAYLOAD);
-        let mut out = Vec::with_capacity(frame_count * FRAME_HEADER_LEN + priority.len() + fragment.len());
-        write_frame_header(&mut out, priority.len() + first.len(), TYPE_HEADERS, flags, self.stream_id);
-        out.extend_from_slice(priority);
-        out.extend_from_slice(first);
-        let mut chunks = rest.chunks(MAX_FRAME_PAYLOAD).peekable();
-        while let Some(chunk) = chunks.next() {
-            let flags = if chunks.peek().is_none() { FLAG_END_HEADERS } else { 0 };
-            write_frame_header(&mut out, chunk.len(), TYPE_CONTINUATION, flags, self.stream_id);
-            out.extend_from_slice(chunk);
-        }
-        out
+        header_frames(self.stream_id, flags, priority, fragment)
     }
-}
-
-/// `len` is at most MAX_FRAME_PAYLOAD, so it fits the 24-bit length field.
-fn write_frame_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream_id: u32) {
-    out.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
-    out.push(kind);
-    out.push(flags);
-    out.extend_from_slice(&stream_id.to_be_bytes());
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use super::*;
-use crate::hpack::{encode_integer, encode_literal, encode_string, is_valid_authority};
+use crate::hpack::is_valid_authority;
+use crate::wire::*;
 use loona_hpack::Encoder;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -7,24 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 type Headers = Vec<(Vec<u8>, Vec<u8>)>;
 
 const SOCKET_PATH: &[u8] = b"/var/run/x/aws.sock";
-const TYPE_DATA: u8 = 0x0;
-const TYPE_SETTINGS: u8 = 0x4;
-const TYPE_RST_STREAM: u8 = 0x3;
-const TYPE_GOAWAY: u8 = 0x7;
-const FLAG_ACK: u8 = 0x1;
 const AUTHORITY: &[u8] = b":authority";
 /// The received cap of a header block under the default limits.
 const MAX_HEADER_BLOCK: usize = DEFAULT_MAX_HEADER_LIST_SIZE * RAW_PER_DECODED;
-
-fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-    out.push(kind);
-    out.push(flags);
-    out.extend_from_slice(&stream_id.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
 
 fn grpc_headers(authority: &[u8]) -> Headers {
     [
@@ -541,13 +527,7 @@ async fn oversized_header_blocks_are_invalid_data() {
     let first = hpack(&mut encoder, &entry);
     let bomb = hpack(&mut encoder, &entry).repeat(60_000);
     assert_eq!(bomb[0], 0x80 | 62);
-    let mut frames = vec![frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &first)];
-    let mut chunks = bomb.chunks(MAX_FRAME_PAYLOAD).peekable();
-    frames.push(frame(TYPE_HEADERS, 0, 3, chunks.next().unwrap()));
-    while let Some(chunk) = chunks.next() {
-        let flags = if chunks.peek().is_none() { FLAG_END_HEADERS } else { 0 };
-        frames.push(frame(TYPE_CONTINUATION, flags, 3, chunk));
-    }
+    let frames = vec![frame(TYPE_HEADERS, FLAG_END_HEADERS, 1, &first), header_frames(3, 0, &[], &bomb)];
     let reason = invalid_data(rewrite(connection(&frames), 100_000, 8192).await);
     assert!(reason.contains("decoded"), "{reason}");
 }

@@ -11,26 +11,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use h2_authority_shim::Config;
+use h2_authority_shim::wire::{
+    FLAG_END_HEADERS as END_HEADERS, FLAG_PADDED as PADDED, PREFACE, TYPE_CONTINUATION as CONTINUATION,
+    TYPE_DATA as DATA, TYPE_HEADERS as HEADERS, frame, header_frames,
+};
 use loona_hpack::{Decoder, Encoder};
 use proptest::prelude::*;
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const HEADERS: u8 = 0x1;
-const CONTINUATION: u8 = 0x9;
-const DATA: u8 = 0x0;
-const END_HEADERS: u8 = 0x4;
-const PADDED: u8 = 0x8;
-
 type Headers = Vec<(Vec<u8>, Vec<u8>)>;
-
-fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-    out.extend([kind, flags]);
-    out.extend(stream_id.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
 
 /// Serves `data` in reads of the given sizes (cycled).
 struct Chunked {
@@ -238,13 +227,7 @@ fn a_megabyte_of_one_byte_references_is_refused_after_a_bounded_read() {
     let entry = [(&b"x-bomb"[..], &[b'b'; 4000][..])];
     let mut input = PREFACE.to_vec();
     input.extend(frame(HEADERS, END_HEADERS, 1, &encoder.encode(entry)));
-    let bomb = vec![0x80 | 62; (1 << 20) - 4096];
-    let mut chunks = bomb.chunks(16_384).peekable();
-    input.extend(frame(HEADERS, 0, 3, chunks.next().unwrap_or_default()));
-    while let Some(chunk) = chunks.next() {
-        let flags = if chunks.peek().is_none() { END_HEADERS } else { 0 };
-        input.extend(frame(CONTINUATION, flags, 3, chunk));
-    }
+    input.extend(header_frames(3, 0, &[], &[0x80 | 62; (1 << 20) - 4096]));
     let total = input.len();
     let started = std::time::Instant::now();
     let (_, _, error, consumed) = run_counting(input, vec![16_384]);

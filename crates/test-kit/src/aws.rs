@@ -1,0 +1,173 @@
+//! A fake AWS endpoint: STS, Secrets Manager and Parameter Store.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+
+use crate::http::{Response, response, serve};
+
+/// The content type of Secrets Manager's and Parameter Store's JSON protocol.
+pub const CONTENT_JSON: &str = "application/x-amz-json-1.1";
+
+/// One canned answer: HTTP status, content type, body.
+pub type Answer = (u16, &'static str, String);
+
+/// A fake AWS endpoint: STS, Secrets Manager and Parameter Store with valid answers, each
+/// after an optional per-call latency (as a round trip to AWS takes), any of which a test
+/// can replace per operation and region (the region taken from the request's SigV4 scope).
+/// Counts the calls it answers.
+#[derive(Clone)]
+pub struct FakeAws {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+#[derive(Default)]
+struct State {
+    latency: Duration,
+    /// (operation, region or "*") -> answer.
+    overrides: Mutex<Vec<(String, String, Answer)>>,
+    calls: AtomicU64,
+    sts_calls: AtomicU64,
+}
+
+impl FakeAws {
+    /// Answers at once.
+    pub async fn start() -> Self {
+        Self::with_latency(Duration::ZERO).await
+    }
+
+    /// Answers every call `latency` after it arrived.
+    pub async fn with_latency(latency: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = Self {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::new(State { latency, ..State::default() }),
+        };
+        let shared = fake.clone();
+        serve(listener, move |req| {
+            let fake = shared.clone();
+            async move { fake.answer(req).await }
+        });
+        fake
+    }
+
+    /// What `AWS_ENDPOINT_URL` is set to.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answers `operation` (e.g. "GetSecretValue") in `region` ("*": every region) with `answer`.
+    pub fn set(&self, operation: &str, region: &str, answer: Answer) {
+        let mut overrides = self.state.overrides.lock().unwrap();
+        overrides.retain(|(op, r, _)| !(op == operation && r == region));
+        overrides.push((operation.to_owned(), region.to_owned(), answer));
+    }
+
+    /// Back to valid answers everywhere.
+    pub fn clear(&self) {
+        self.state.overrides.lock().unwrap().clear();
+    }
+
+    /// The calls answered so far, STS among them.
+    pub fn calls(&self) -> u64 {
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// The STS calls answered so far (those without `x-amz-target`: STS's query protocol).
+    pub fn sts_calls(&self) -> u64 {
+        self.state.sts_calls.load(Ordering::SeqCst)
+    }
+
+    async fn answer(&self, req: hyper::Request<Incoming>) -> Response {
+        let header =
+            |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let target = header("x-amz-target");
+        let region = header("authorization")
+            .split("Credential=")
+            .nth(1)
+            .and_then(|scope| scope.split('/').nth(2))
+            .unwrap_or("us-east-1")
+            .to_owned();
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        self.state.calls.fetch_add(1, Ordering::SeqCst);
+        if target.is_empty() {
+            self.state.sts_calls.fetch_add(1, Ordering::SeqCst);
+        }
+        if !self.state.latency.is_zero() {
+            tokio::time::sleep(self.state.latency).await;
+        }
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let operation = match target.split('.').nth(1) {
+            Some(op) => op.to_owned(),
+            None if text.contains("Action=AssumeRoleWithWebIdentity") => "AssumeRoleWithWebIdentity".into(),
+            None => "unknown".into(),
+        };
+        let chosen = self
+            .state
+            .overrides
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(op, r, _)| *op == operation && (*r == region || r == "*"))
+            .map(|(_, _, answer)| answer.clone());
+        let (status, content_type, body) = chosen.unwrap_or_else(|| valid_answer(&operation, &text, &region));
+        response(status, content_type, body)
+    }
+}
+
+/// What AWS would answer.
+fn valid_answer(operation: &str, request: &str, region: &str) -> Answer {
+    let json: serde_json::Value = serde_json::from_str(request).unwrap_or_default();
+    match operation {
+        "GetSecretValue" => {
+            let name = json["SecretId"].as_str().unwrap_or("x");
+            let body = serde_json::json!({
+                "ARN": format!("arn:aws:secretsmanager:{region}:123456789012:secret:{name}-AbCdEf"),
+                "Name": name,
+                "VersionId": "8f0c2a1e-0000-4000-8000-000000000001",
+                "SecretString": format!("value in {region}"),
+                "VersionStages": ["AWSCURRENT"],
+                "CreatedDate": 1.7e9,
+            });
+            (200, CONTENT_JSON, body.to_string())
+        }
+        "GetParameters" => {
+            let parameters: Vec<serde_json::Value> = json["Names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str())
+                .map(|name| {
+                    serde_json::json!({
+                        "Name": name, "Type": "SecureString", "Value": format!("value of {name}"),
+                        "Version": 3, "DataType": "text", "LastModifiedDate": 1.7e9,
+                        "ARN": format!("arn:aws:ssm:{region}:123456789012:parameter{name}"),
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({"Parameters": parameters, "InvalidParameters": []});
+            (200, CONTENT_JSON, body.to_string())
+        }
+        _ => (200, "text/xml", sts_answer("ASIAFAKE", "secret-key", "2099-01-01T00:00:00Z")),
+    }
+}
+
+/// An AssumeRoleWithWebIdentity answer with these credentials.
+pub fn sts_answer(key: &str, secret: &str, expiration: &str) -> String {
+    format!(
+        "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+         <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{key}</AccessKeyId>\
+         <SecretAccessKey>{secret}</SecretAccessKey><SessionToken>session</SessionToken>\
+         <Expiration>{expiration}</Expiration></Credentials>\
+         <SubjectFromWebIdentityToken>system:serviceaccount:shop:web</SubjectFromWebIdentityToken>\
+         <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/web/x</Arn>\
+         <AssumedRoleId>AROA:x</AssumedRoleId></AssumedRoleUser></AssumeRoleWithWebIdentityResult>\
+         <ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>"
+    )
+}
