@@ -186,6 +186,7 @@ async fn storm(label: String, provider: &Binary, aws: &FakeAws, requests: &[Moun
         clients.push(provider.client().await);
     }
     let (before, sts_before) = (aws.calls(), aws.sts_calls());
+    let cpu_before = (provider.usage().1, own_cpu_seconds());
     let start = Arc::new(tokio::sync::Barrier::new(requests.len()));
     let started = Instant::now();
     let tasks: Vec<_> = clients
@@ -213,10 +214,12 @@ async fn storm(label: String, provider: &Binary, aws: &FakeAws, requests: &[Moun
     times.sort();
     if std::env::var_os("STORM_DETAIL").is_some() && !times.is_empty() {
         eprintln!(
-            "{label}: per-mount p10 {:?} p50 {:?} max {:?}",
+            "{label}: per-mount p10 {:?} p50 {:?} max {:?}; CPU ms: provider {:.0}, bench {:.0}",
             percentile(&times, 10),
             percentile(&times, 50),
-            times[times.len() - 1]
+            times[times.len() - 1],
+            (provider.usage().1 - cpu_before.0) * 1000.0,
+            (own_cpu_seconds() - cpu_before.1) * 1000.0,
         );
     }
     let peak = provider.peak_rss();
@@ -228,6 +231,13 @@ async fn storm(label: String, provider: &Binary, aws: &FakeAws, requests: &[Moun
         peak_rss_kib: Some(peak),
         failed,
     }
+}
+
+/// CPU seconds this process (fakes and clients) used so far.
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()) / 100.0
 }
 
 #[tokio::main]

@@ -17,7 +17,12 @@
 //! arrives. Every header block is decoded with one HPACK decoder kept for the whole
 //! connection (the client's blocks refer to its dynamic table) and re-encoded as literals
 //! that never touch the server's dynamic table, so h2's decoder stays consistent although it
-//! never sees the client's own encoding. Server-to-client bytes pass straight through.
+//! never sees the client's own encoding. A connection whose *first* header block needs no
+//! rewrite (drivers from v1.6.0, the sync controller, grpcurl) is passed through untouched
+//! from then on — a gRPC client sends one authority per connection — so modern clients pay
+//! nothing for the shim (HPACK decoding here costs far more CPU than h2's own). A later block
+//! with a bad authority on such a connection is h2's to reject, as without the shim.
+//! Server-to-client bytes pass straight through.
 //!
 //! **Bounds.** A hostile client must not be able to make the shim do more work or hold more
 //! memory than h2 itself would allow: a header block is capped as received (frames,
@@ -198,6 +203,11 @@ enum Stage {
     /// Between frames (0) or inside a passthrough frame with this many payload bytes still
     /// to forward.
     Frames { passthrough: usize },
+    /// The connection's first header block kept its `:authority` (drivers from v1.6.0, the
+    /// sync controller): everything passes untouched from then on. A gRPC client sends one
+    /// authority per connection, and h2's own decoder has seen every block as the client
+    /// encoded it, so nothing is decoded here again.
+    Untouched,
     /// The stream is malformed or over a limit; reads fail with this reason.
     Failed(String),
 }
@@ -217,6 +227,8 @@ struct Rewriter {
     end: usize,
     stage: Stage,
     open_block: Option<HeaderBlock>,
+    /// Whether a header block was rewritten on this connection (then every later one is).
+    rewriting: bool,
     decoder: Decoder<'static>,
     config: Config,
 }
@@ -235,6 +247,7 @@ impl Rewriter {
             end: 0,
             stage: Stage::Preface,
             open_block: None,
+            rewriting: false,
             decoder,
             config,
         }
@@ -293,6 +306,10 @@ impl Rewriter {
                 Stage::Preface => self.match_preface(),
                 Stage::Frames { passthrough: 0 } => self.next_frame(),
                 Stage::Frames { passthrough } => Ok(self.forward(passthrough)),
+                Stage::Untouched => {
+                    self.pass(self.end - self.scan);
+                    Ok(false)
+                }
                 Stage::Failed(_) => Ok(false),
             };
             match step {
@@ -397,6 +414,13 @@ impl Rewriter {
             self.config.max_header_list_size,
             REPLACEMENT_AUTHORITY,
         )?;
+        if !rewritten.authority_replaced && !self.rewriting {
+            // The first block needs nothing: it goes as received, and so does the rest.
+            self.ready = self.scan;
+            self.stage = Stage::Untouched;
+            return Ok(());
+        }
+        self.rewriting = true;
         if rewritten.authority_replaced
             && let Some(count) = &self.config.on_rewrite
         {
