@@ -57,8 +57,8 @@ fn start_provider(aws: &FakeAws, kubeconfig: &Path, extra: &[&str]) -> Binary {
 
 /// A stand-in Kubernetes API: every service account has an IRSA role; issuer discovery is
 /// served for `key` when given (else 404: tokens cannot be verified).
-async fn stand_in_kube(key: Option<&tokens::SigningKey>) -> FakeKube {
-    let kube = FakeKube::bind("127.0.0.1:0").await;
+async fn stand_in_kube(fakes: &tokio::runtime::Runtime, key: Option<&tokens::SigningKey>) -> FakeKube {
+    let kube = fakes.spawn(FakeKube::bind("127.0.0.1:0")).await.unwrap();
     kube.every_service_account_has_a_role();
     if let Some(key) = key {
         kube.issuer(&[key]);
@@ -249,9 +249,17 @@ async fn main() {
     let replicas = env("REPLICAS", 10) as usize;
 
     let key = tokens::SigningKey::generate("bench-key-1");
-    let aws = FakeAws::with_latency(latency).await;
-    let kube_verifiable = stand_in_kube(Some(&key)).await;
-    let kube_opaque = stand_in_kube(None).await;
+    // The fakes serve from a runtime (and OS thread) of their own, as AWS and the API server
+    // are other machines: their answers never queue behind the load generator's tasks.
+    let fakes = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("fakes")
+        .enable_all()
+        .build()
+        .unwrap();
+    let aws = fakes.spawn(FakeAws::with_latency(latency)).await.unwrap();
+    let kube_verifiable = stand_in_kube(&fakes, Some(&key)).await;
+    let kube_opaque = stand_in_kube(&fakes, None).await;
     let (verifiable, opaque) = (&kube_verifiable.kubeconfig, &kube_opaque.kubeconfig);
     let (aws_addr, opaque_addr) = (aws.addr, kube_opaque.http.addr);
     let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
@@ -415,4 +423,5 @@ async fn main() {
         ));
     }
     println!("{out}");
+    fakes.shutdown_background();
 }

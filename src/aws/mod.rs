@@ -15,6 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_types::retry::RetryConfig;
@@ -142,6 +143,10 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .timeout_config(timeouts)
+        // Every call has an attempt and an operation timeout and its bodies are small, so
+        // the throughput monitor on every request and response body (timers re-armed at
+        // each poll) only costs CPU per call.
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
         // The driver retries failed mounts itself: keep the SDK's backoff short so a mount
         // reports the real cause (a 5xx, throttling) well within its deadline.
         .retry_config(

@@ -363,6 +363,8 @@ pub enum Fault {
     Reset,
     /// Forward, but this much later.
     Delay(Duration),
+    /// Answer 200 with the first bytes of a body, then send nothing more (a stalled stream).
+    Stall,
 }
 
 type Chunk = (tokio::time::Instant, Vec<u8>);
@@ -497,6 +499,14 @@ async fn read_requests(
                     swallow = content_length(&head).saturating_sub(n.saturating_sub(head_len));
                     stats.outstanding.fetch_sub(1, Ordering::SeqCst);
                     let _ = to_client.send((due, injected_response(status)));
+                    continue;
+                }
+                Some(Fault::Stall) => {
+                    let head_len = head.find("\r\n\r\n").map_or(n, |i| i + 4);
+                    swallow = content_length(&head).saturating_sub(n.saturating_sub(head_len));
+                    let stalled = "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n\
+                                   Content-Length: 4096\r\n\r\n{\"ARN\":\"arn:aws:secretsmanager:";
+                    let _ = to_client.send((due, stalled.as_bytes().to_vec()));
                     continue;
                 }
                 Some(Fault::Reset) => {
