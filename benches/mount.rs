@@ -173,6 +173,8 @@ struct Row {
 struct Storm {
     label: String,
     wall: Duration,
+    /// Fastest and slowest of the runs `wall` is the median of.
+    range: (Duration, Duration),
     calls: u64,
     sts: u64,
     peak_rss_kib: Option<u64>,
@@ -226,11 +228,26 @@ async fn storm(label: String, provider: &Binary, aws: &FakeAws, requests: &[Moun
     Storm {
         label,
         wall,
+        range: (wall, wall),
         calls: aws.calls() - before,
         sts: aws.sts_calls() - sts_before,
         peak_rss_kib: Some(peak),
         failed,
     }
+}
+
+/// One row for several runs of a storm: the median wall and the range; calls are the same in
+/// every run (the bench says so if not), peak RSS the highest, failures summed.
+fn median(mut runs: Vec<Storm>) -> Storm {
+    runs.sort_by_key(|s| s.wall);
+    let range = (runs[0].wall, runs[runs.len() - 1].wall);
+    if runs.iter().any(|s| (s.calls, s.sts) != (runs[0].calls, runs[0].sts)) {
+        eprintln!("{}: AWS calls differ between runs", runs[0].label);
+    }
+    let peak = runs.iter().filter_map(|s| s.peak_rss_kib).max();
+    let failed = runs.iter().map(|s| s.failed).sum();
+    let mid = runs.swap_remove(runs.len() / 2);
+    Storm { range, peak_rss_kib: peak, failed, ..mid }
 }
 
 /// CPU seconds this process (fakes and clients) used so far.
@@ -349,44 +366,61 @@ async fn main() {
             with(&[]),
         ));
     }
+    // Each node scenario runs NODE_RUNS times on a fresh provider (one storm on 2 shared
+    // cores varies by +-15%): the tables show the median and the range.
+    let node_runs = env("NODE_RUNS", 5).max(1) as usize;
     for (label, kubeconfig, flags) in &runs {
         let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let extra = std::env::var("EXTRA_FLAGS").unwrap_or_default();
         flags.extend(extra.split_whitespace());
-        let provider = start_provider(&aws, kubeconfig, &flags);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        idle.push(provider.usage().0);
-        if std::env::var_os("WARMUP").is_some() {
-            let started = Instant::now();
-            let mut client = provider.client().await;
-            client.mount(mount_request(1, "warmup", "warmup-0", &token("warmup", "warmup-0"))).await.unwrap();
-            eprintln!("{label}: first mount after start {:?}", started.elapsed());
+        let (mut boots, mut polls) = (Vec::new(), Vec::new());
+        for _ in 0..node_runs {
+            let provider = start_provider(&aws, kubeconfig, &flags);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            idle.push(provider.usage().0);
+            if std::env::var_os("WARMUP").is_some() {
+                let started = Instant::now();
+                let mut client = provider.client().await;
+                let warmup = mount_request(1, "warmup", "warmup-0", &token("warmup", "warmup-0"));
+                client.mount(warmup).await.unwrap();
+                eprintln!("{label}: first mount after start {:?}", started.elapsed());
+            }
+            boots.push(
+                storm(format!("csi-provider-aws, node boot, {label}"), &provider, &aws, &requests).await,
+            );
+            polls.push(
+                storm(format!("csi-provider-aws, rotation poll, {label}"), &provider, &aws, &requests).await,
+            );
         }
-        storms.push(storm(format!("csi-provider-aws, node boot, {label}"), &provider, &aws, &requests).await);
-        storms.push(
-            storm(format!("csi-provider-aws, rotation poll, {label}"), &provider, &aws, &requests).await,
-        );
+        storms.push(median(boots));
+        storms.push(median(polls));
     }
 
-    let (before, sts_before) = (aws.calls(), aws.sts_calls());
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..total)
-        .map(|_| {
-            let http = http.clone();
-            tokio::spawn(async move { ascp_mount(&http, aws_addr, opaque_addr, 20).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
+    let mut replays = Vec::new();
+    for _ in 0..node_runs {
+        let (before, sts_before) = (aws.calls(), aws.sts_calls());
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..total)
+            .map(|_| {
+                let http = http.clone();
+                tokio::spawn(async move { ascp_mount(&http, aws_addr, opaque_addr, 20).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let wall = started.elapsed();
+        replays.push(Storm {
+            label: "ASCP call pattern, node boot or rotation poll".into(),
+            wall,
+            range: (wall, wall),
+            calls: aws.calls() - before,
+            sts: aws.sts_calls() - sts_before,
+            peak_rss_kib: None,
+            failed: 0,
+        });
     }
-    storms.push(Storm {
-        label: "ASCP call pattern, node boot or rotation poll".into(),
-        wall: started.elapsed(),
-        calls: aws.calls() - before,
-        sts: aws.sts_calls() - sts_before,
-        peak_rss_kib: None,
-        failed: 0,
-    });
+    storms.push(median(replays));
 
     let mut out = String::new();
     out.push_str(&format!(
@@ -403,20 +437,26 @@ async fn main() {
             row.calls
         ));
     }
-    let idle_mib: Vec<String> = idle.iter().map(|kib| format!("{:.1}", *kib as f64 / 1024.0)).collect();
+    let mib = |kib: Option<&u64>| kib.map_or(0.0, |k| *k as f64 / 1024.0);
+    let idle_mib = format!("{:.1}-{:.1}", mib(idle.iter().min()), mib(idle.iter().max()));
     out.push_str(&format!(
         "\nNode: {total} pods ({deployments} service accounts x {replicas} replicas) mount 20 objects (10 + 10) at once; \
          the rotation poll mounts them all again. AWS requests in flight: {}. Provider idle RSS: {} MiB.\n\n",
         max_aws.as_deref().unwrap_or("default"),
-        idle_mib.join(" / ")
+        idle_mib
     ));
-    out.push_str("| storm | wall ms | AWS calls | of which STS | provider peak RSS MiB | failed |\n|---|---:|---:|---:|---:|---:|\n");
+    out.push_str(&format!(
+        "Each storm ran {node_runs} times, each time on a freshly started provider: wall is the median, then the range.\n\n"
+    ));
+    out.push_str("| storm | wall ms | range ms | AWS calls | of which STS | provider peak RSS MiB | failed |\n|---|---:|---:|---:|---:|---:|---:|\n");
     for s in &storms {
         let peak = s.peak_rss_kib.map_or("n/a".to_owned(), |p| format!("{:.1}", p as f64 / 1024.0));
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {peak} | {} |\n",
+            "| {} | {} | {}-{} | {} | {} | {peak} | {} |\n",
             s.label,
             ms(s.wall),
+            ms(s.range.0),
+            ms(s.range.1),
             s.calls,
             s.sts,
             s.failed
