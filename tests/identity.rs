@@ -330,3 +330,45 @@ async fn a_huge_kubernetes_answer_is_refused_not_buffered() {
     assert!(!err.message().contains("xxxxxxxx"), "the answer is not echoed");
     provider.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshed_credentials_sign_the_next_mounts_calls() {
+    // STS credentials that expire in 3 s (short-lived ones are used for half their life),
+    // then new ones: the next mount's calls must be signed with the new ones, whatever the
+    // provider reuses between mounts (SDK clients).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let at = |secs: i64| {
+        aws_smithy_types::DateTime::from_secs(now + secs)
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .unwrap()
+    };
+    let fake = FakeAws::start().await;
+    fake.set(
+        "AssumeRoleWithWebIdentity",
+        "*",
+        (200, "text/xml", sts_answer("ASIAFIRSTKEY00000001", "s1", &at(3))),
+    );
+    let proxy = LatencyProxy::start(&fake.url(), Duration::ZERO).await;
+    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let objects = "- {objectName: db, objectType: secretsmanager}";
+    let mut client = provider.client().await;
+    client.mount(request(objects, &[])).await.unwrap();
+    fake.clear();
+    fake.set(
+        "AssumeRoleWithWebIdentity",
+        "*",
+        (200, "text/xml", sts_answer("ASIASECONDKEY0000002", "s2", &at(3600))),
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    client.mount(request(objects, &[])).await.unwrap();
+    assert_eq!(proxy.requests_containing(STS_CALL).len(), 2, "the credentials were refreshed");
+    let fetches = proxy.requests_containing("secretsmanager.GetSecretValue");
+    assert_eq!(fetches.len(), 2);
+    assert!(fetches[0].contains("Credential=ASIAFIRSTKEY00000001/"), "{}", fetches[0]);
+    assert!(
+        fetches[1].contains("Credential=ASIASECONDKEY0000002/"),
+        "the refreshed credentials sign: {}",
+        fetches[1]
+    );
+    provider.stop().await;
+}

@@ -20,7 +20,7 @@ pub(super) async fn list(
     collection: &Collection,
     max: usize,
 ) -> Result<Entries, FetchError> {
-    let (sdk, limiter, metrics) = (&aws.sdk, aws.limiter.as_ref(), aws.metrics.as_ref());
+    let (limiter, metrics) = (aws.limiter.as_ref(), aws.metrics.as_ref());
     let error = |class, code, message: String| FetchError {
         what: collection.to_string(),
         object_type: match collection {
@@ -43,7 +43,7 @@ pub(super) async fn list(
     };
     let mut entries = match collection {
         Collection::ParameterPath { path, recursive } => {
-            let client = super::ssm_client(sdk, target);
+            let client = aws.ssm_client(target).await;
             let mut pages = client
                 .get_parameters_by_path()
                 .path(path)
@@ -81,7 +81,7 @@ pub(super) async fn list(
             entries
         }
         Collection::SecretList { prefix, tags } => {
-            let client = super::secretsmanager_client(sdk, target);
+            let client = aws.secretsmanager_client(target).await;
             let mut filters = Vec::new();
             if let Some(prefix) = prefix {
                 filters.push(Filter::builder().key(FilterNameStringType::Name).values(prefix).build());
