@@ -177,13 +177,13 @@ pub fn sts_config(sdk: &SdkConfig) -> SdkConfig {
 type ClientKey = (String, Arc<str>, String);
 
 /// SDK clients, reused across mounts: building one costs ~80 us of CPU (two per mount, at
-/// every mount of a node-wide storm). A client holds ~100 KiB, so few are kept: enough for a
+/// every mount of a node-wide storm). A client holds ~200 KiB, so few are kept: enough for a
 /// node's identity classes; pods whose tokens cannot be verified (one identity each) mostly
 /// get a fresh client, as without the cache. An idle client goes after 5 minutes.
 type Clients<C> = moka::sync::Cache<ClientKey, C>;
 
 /// Clients kept per service.
-const CACHED_CLIENTS: u64 = 64;
+const CACHED_CLIENTS: u64 = 16;
 
 fn clients<C: Clone + Send + Sync + 'static>() -> Clients<C> {
     moka::sync::Cache::builder().max_capacity(CACHED_CLIENTS).time_to_idle(Duration::from_secs(300)).build()
