@@ -162,14 +162,13 @@ impl Mounter {
         let limits =
             Limits { max_objects: self.settings.max_objects, deadline: Some(deadline), ..Limits::default() };
         let small = parameters.objects.as_ref().is_none_or(|o| o.len() <= INLINE_PARSE_BYTES);
+        let parse = move || SecretProviderClass::parse_with(&parameters, default_mode, &limits);
         let parsed = if small {
-            SecretProviderClass::parse_with(&parameters, default_mode, &limits)
+            parse()
         } else {
-            tokio::task::spawn_blocking(move || {
-                SecretProviderClass::parse_with(&parameters, default_mode, &limits)
-            })
-            .await
-            .map_err(|_| MountError::Internal("reading the SecretProviderClass"))?
+            tokio::task::spawn_blocking(parse)
+                .await
+                .map_err(|_| MountError::Internal("reading the SecretProviderClass"))?
         };
         parsed.map_err(|e| match e.too_many_objects() {
             Some(too_many) => MountError::TooManyObjects(too_many),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 
-use crate::kube::{ClusterLookup, IssuerKeys};
+use crate::kube::{ClusterError, ClusterLookup, IssuerKeys};
 use crate::secret::SecretString;
 
 /// Keys are read again this often, key rotation or not.
@@ -177,13 +177,17 @@ impl TokenVerifier {
         if !matches!(self.current(), Keys::Unknown) {
             return;
         }
-        match cluster.issuer_keys().await {
-            Ok(issuer) => self.set(Keys::Known { issuer: Arc::new(issuer), read_at: Instant::now() }),
-            // Not a warning yet: the first mount that needs the keys warns if they stay unreadable.
-            Err(e) => {
-                tracing::debug!("issuer discovery at start-up failed ({e}); the first mount tries again")
-            }
+        // Not a warning yet: the first mount that needs the keys warns if they stay unreadable.
+        if let Err(e) = self.read(cluster.as_ref()).await {
+            tracing::debug!("issuer discovery at start-up failed ({e}); the first mount tries again")
         }
+    }
+
+    /// Reads the keys and keeps them; the caller holds `refresh`.
+    async fn read(&self, cluster: &dyn ClusterLookup) -> Result<Arc<IssuerKeys>, ClusterError> {
+        let issuer = Arc::new(cluster.issuer_keys().await?);
+        self.set(Keys::Known { issuer: issuer.clone(), read_at: Instant::now() });
+        Ok(issuer)
     }
 
     fn current(&self) -> Keys {
@@ -209,12 +213,8 @@ impl TokenVerifier {
             Keys::Failed { at } if at.elapsed() < FAILURE_BACKOFF => return None,
             _ => {}
         }
-        match cluster.issuer_keys().await {
-            Ok(issuer) => {
-                let issuer = Arc::new(issuer);
-                self.set(Keys::Known { issuer: issuer.clone(), read_at: Instant::now() });
-                Some(issuer)
-            }
+        match self.read(cluster.as_ref()).await {
+            Ok(issuer) => Some(issuer),
             Err(e) => {
                 tracing::warn!(
                     "cannot read the service-account issuer keys ({e}); pods' tokens are exchanged \

@@ -139,11 +139,7 @@ impl Binary {
     /// (resident KiB, CPU seconds so far) from /proc.
     pub fn usage(&self) -> (u64, f64) {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("the provider runs");
-        // Fields after the command name (which is in parentheses): utime is the 14th field.
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-        let ticks: f64 =
-            fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-        (self.status_kib("VmRSS:"), ticks / 100.0)
+        (self.status_kib("VmRSS:"), cpu_seconds(&stat))
     }
 
     /// Peak resident KiB so far.
@@ -198,4 +194,12 @@ fn spawn(
         command.env(k, v);
     }
     command.spawn().unwrap()
+}
+
+/// CPU seconds (user + system) in the text of a /proc/PID/stat file.
+pub fn cpu_seconds(stat: &str) -> f64 {
+    // Fields after the command name (which is in parentheses): utime is the 14th field.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
 }

@@ -24,7 +24,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 pub use aws::{Answer, CONTENT_JSON, FakeAws, sts_answer};
-pub use binary::Binary;
+pub use binary::{Binary, cpu_seconds};
 pub use http::{FakeHttp, Recorded};
 pub use kube::{FakeKube, WEB_ROLE};
 
