@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::aws::failover::{self, FetchFailure, FetchItem};
 use crate::aws::{FetchTarget, SecretRef, SecretStore};
-use crate::class::{CollectionObject, Limits, NamedObject, SecretObject, SecretProviderClass};
+use crate::class::{CollectionObject, Limits, NamedObject, ParseKey, SecretObject, SecretProviderClass};
 use crate::identity::CredentialSource;
 use crate::kube::ClusterLookup;
 use crate::render::{self, Fetched, Rendered};
@@ -25,6 +25,22 @@ pub use crate::error::MountError;
 /// Classes whose `objects` text is at most this long are parsed on the mount's own task
 /// (20 objects are about 2 KiB).
 const INLINE_PARSE_BYTES: usize = 8 * 1024;
+
+/// Parsed classes by their text: replicas and rotation polls send the same class again and
+/// again, and parsing 20 objects costs about as much CPU as a signed AWS call. Only valid
+/// classes are kept (an error may depend on the mount's deadline), weighed by their text.
+type Parsed = moka::future::Cache<(ParseKey, u32), Arc<SecretProviderClass>>;
+
+/// Bytes of class text kept parsed (the parsed form takes a few times the text).
+const PARSED_BYTES: u64 = 2 * 1024 * 1024;
+
+fn parsed_cache() -> Parsed {
+    moka::future::Cache::builder()
+        .max_capacity(PARSED_BYTES)
+        .weigher(|(key, _): &(ParseKey, u32), _| u32::try_from(key.text_bytes()).unwrap_or(u32::MAX).max(1))
+        .time_to_idle(Duration::from_secs(600))
+        .build()
+}
 
 /// Mount behaviour fixed at start-up.
 #[derive(Debug, Clone)]
@@ -74,6 +90,7 @@ pub struct Mounter {
     credentials: Arc<dyn CredentialSource>,
     cluster: Option<Arc<dyn ClusterLookup>>,
     warned: Warned,
+    parsed: Parsed,
 }
 
 impl Mounter {
@@ -86,7 +103,15 @@ impl Mounter {
         cluster: Option<Arc<dyn ClusterLookup>>,
     ) -> Self {
         let slots = Semaphore::new(settings.max_concurrent.max(1));
-        Self { settings, slots, store, credentials, cluster, warned: Warned::default() }
+        Self {
+            settings,
+            slots,
+            store,
+            credentials,
+            cluster,
+            warned: Warned::default(),
+            parsed: parsed_cache(),
+        }
     }
 
     /// The mount's region: the class's `region`, else the provider's `AWS_REGION`, else the
@@ -148,31 +173,37 @@ impl Mounter {
         self.finish(input, class.objects.len(), rendered).await
     }
 
-    /// Parses the class: a small one in place (tens of microseconds; a node-wide storm of
-    /// mounts would otherwise wait on a blocking-thread hand-off each), a large one on a
-    /// blocking thread, so it never holds up the runtime's async threads (other mounts,
-    /// `Version`); its limits stop it at the mount's deadline.
+    /// The parsed class, from [`Parsed`] when the same text was parsed before. Parsing runs
+    /// once for mounts that ask at the same time: a small class in place (tens of
+    /// microseconds; a node-wide storm would otherwise wait on a blocking-thread hand-off
+    /// each), a large one on a blocking thread, so it never holds up the runtime's async
+    /// threads; its limits stop it at the mount's deadline.
     async fn parse_class(
         &self,
         input: &mut MountInput,
         deadline: Instant,
-    ) -> Result<SecretProviderClass, MountError> {
+    ) -> Result<Arc<SecretProviderClass>, MountError> {
         let parameters = std::mem::take(&mut input.parameters);
         let default_mode = input.default_mode;
+        let key = (parameters.parse_key(), default_mode);
         let limits =
             Limits { max_objects: self.settings.max_objects, deadline: Some(deadline), ..Limits::default() };
         let small = parameters.objects.as_ref().is_none_or(|o| o.len() <= INLINE_PARSE_BYTES);
-        let parse = move || SecretProviderClass::parse_with(&parameters, default_mode, &limits);
-        let parsed = if small {
-            parse()
-        } else {
-            tokio::task::spawn_blocking(parse)
-                .await
-                .map_err(|_| MountError::Internal("reading the SecretProviderClass"))?
-        };
-        parsed.map_err(|e| match e.too_many_objects() {
-            Some(too_many) => MountError::TooManyObjects(too_many),
-            None => MountError::Class(e),
+        // `None`: the parse did not finish (a panic on the blocking thread).
+        let parse = move || SecretProviderClass::parse_with(&parameters, default_mode, &limits).map_err(Some);
+        let parsed = self.parsed.try_get_with(key, async move {
+            if small {
+                parse().map(Arc::new)
+            } else {
+                tokio::task::spawn_blocking(parse).await.unwrap_or(Err(None)).map(Arc::new)
+            }
+        });
+        parsed.await.map_err(|e| match e.as_ref() {
+            None => MountError::Internal("reading the SecretProviderClass"),
+            Some(e) => match e.too_many_objects() {
+                Some(too_many) => MountError::TooManyObjects(too_many),
+                None => MountError::Class(e.clone()),
+            },
         })
     }
 
@@ -400,6 +431,39 @@ mod tests {
 
     fn driver_writes() -> MountSettings {
         MountSettings { driver_writes_secrets: true, ..MountSettings::default() }
+    }
+
+    #[tokio::test]
+    async fn replicas_share_one_parse_but_another_mode_or_text_is_parsed_again() {
+        let (mounter, _, _) = setup(driver_writes(), Duration::ZERO);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let objects = "- {objectName: a, objectType: secretsmanager}";
+        let replica = |pod: &str, mode: u32, objects: &str| {
+            let mut input = input(objects);
+            input.pod.name = pod.into();
+            input.default_mode = mode;
+            // The driver adds the pod's own values under the same keys (not kept: IgnoredAny).
+            for key in ["csi.storage.k8s.io/pod.name", "csi.storage.k8s.io/pod.uid"] {
+                input.parameters.other.insert(key.into(), serde::de::IgnoredAny);
+            }
+            input
+        };
+        let first = mounter.parse_class(&mut replica("a-1", 0o644, objects), deadline).await.unwrap();
+        let second = mounter.parse_class(&mut replica("a-2", 0o644, objects), deadline).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "a replica's class is parsed again");
+        let other_mode = mounter.parse_class(&mut replica("a-3", 0o600, objects), deadline).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &other_mode));
+        let SecretObject::Named(object) = &other_mode.objects[0] else { panic!("not a single object") };
+        assert_eq!(object.mode, 0o600);
+        let changed = "- {objectName: b, objectType: secretsmanager}";
+        let changed = mounter.parse_class(&mut replica("a-4", 0o644, changed), deadline).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &changed));
+        // An unknown key is a warning of its own: it is part of what the class is.
+        let mut typo = replica("a-5", 0o644, objects);
+        typo.parameters.other.insert("regoin".into(), serde::de::IgnoredAny);
+        let typo = mounter.parse_class(&mut typo, deadline).await.unwrap();
+        assert_eq!(typo.warnings.len(), 1, "{:?}", typo.warnings);
+        assert!(first.warnings.is_empty());
     }
 
     #[tokio::test]

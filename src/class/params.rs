@@ -37,6 +37,41 @@ pub struct Parameters {
     pub other: BTreeMap<String, IgnoredAny>,
 }
 
+/// What a parsed class depends on besides the driver's permission and the provider's limits:
+/// every value read, and the names of the keys nobody reads (each one a warning). The values
+/// the driver adds per pod (its name, uid, token) are not part of it, so replicas share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ParseKey {
+    values: [Option<String>; 8],
+    unknown: Vec<String>,
+}
+
+impl ParseKey {
+    /// Bytes of text the key holds (the parsed class is of the same order).
+    pub fn text_bytes(&self) -> usize {
+        let values = self.values.iter().flatten().map(String::len);
+        values.chain(self.unknown.iter().map(String::len)).sum()
+    }
+}
+
+impl Parameters {
+    pub fn parse_key(&self) -> ParseKey {
+        let values = [
+            &self.objects,
+            &self.region,
+            &self.failover_region,
+            &self.path_translation,
+            &self.use_pod_identity,
+            &self.preferred_address_type,
+            &self.assume_role_arn,
+            &self.assume_role_external_id,
+        ]
+        .map(Clone::clone);
+        let unknown = self.other.keys().filter(|k| !from_the_driver(k)).cloned().collect();
+        ParseKey { values, unknown }
+    }
+}
+
 /// The parameters this provider reads, for "did you mean" hints.
 const KNOWN: &[&str] = &[
     "objects",
