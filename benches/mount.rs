@@ -181,11 +181,15 @@ struct Storm {
     failed: usize,
 }
 
-/// Mounts `requests` all at once (each over its own connection, as pods do) and counts.
+/// Mounts `requests` all at once and counts. As the driver does, every mount is a stream of
+/// one HTTP/2 connection (its `PluginClientBuilder` keeps one gRPC connection per provider);
+/// `STORM_CONNECTIONS=each` gives every mount its own connection instead.
 async fn storm(label: String, provider: &Binary, aws: &FakeAws, requests: &[MountRequest]) -> Storm {
+    let each = std::env::var("STORM_CONNECTIONS").is_ok_and(|v| v == "each");
+    let shared = provider.client().await;
     let mut clients = Vec::new();
     for _ in requests {
-        clients.push(provider.client().await);
+        clients.push(if each { provider.client().await } else { shared.clone() });
     }
     let (before, sts_before) = (aws.calls(), aws.sts_calls());
     let cpu_before = (provider.usage().1, own_cpu_seconds());
