@@ -371,7 +371,9 @@ async fn main() {
     // Each node scenario runs NODE_RUNS times on a fresh provider (one storm on 2 shared
     // cores varies by +-15%): the tables show the median and the range.
     let node_runs = env("NODE_RUNS", 5).max(1) as usize;
-    for (label, kubeconfig, flags) in &runs {
+    // NODE_FILTER=TEXT runs only the node scenarios whose label contains TEXT.
+    let filter = std::env::var("NODE_FILTER").unwrap_or_default();
+    for (label, kubeconfig, flags) in runs.iter().filter(|(label, ..)| label.contains(&filter)) {
         let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let extra = std::env::var("EXTRA_FLAGS").unwrap_or_default();
         flags.extend(extra.split_whitespace());
