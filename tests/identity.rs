@@ -372,3 +372,29 @@ async fn refreshed_credentials_sign_the_next_mounts_calls() {
     );
     provider.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_identity_shares_one_connection_pool() {
+    // Pods whose tokens cannot be shared each get their own STS exchange and SDK clients; all
+    // of them must still use the provider's one HTTP client, so calls made one after another
+    // reuse keep-alive connections (against AWS a new one is a TLS handshake). With an
+    // HTTP client per SDK client, every exchange and every new pod opened its own.
+    let fake = FakeAws::start().await;
+    let proxy = LatencyProxy::start(&fake.url(), Duration::ZERO).await;
+    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let objects =
+        "- {objectName: db, objectType: secretsmanager}\n- {objectName: /app/flag, objectType: ssmparameter}";
+    let mut client = provider.client().await;
+    for pod in ["web-0", "web-1", "web-2"] {
+        let request = with_attribute(request(objects, &[]), "csi.storage.k8s.io/pod.name", Some(pod));
+        let tokens = tokens_json(pod);
+        let request = with_attribute(request, "csi.storage.k8s.io/serviceAccount.tokens", Some(&tokens));
+        client.mount(request).await.unwrap();
+    }
+    assert_eq!(proxy.requests_containing(STS_CALL).len(), 3, "each pod's token is exchanged on its own");
+    assert_eq!(proxy.requests(), 9);
+    // The first mount's two fetches run at once (two connections); every later call reuses
+    // them (an HTTP client per SDK client: 9).
+    assert_eq!(proxy.connections(), 2, "the calls of 3 identities share one connection pool");
+    provider.stop().await;
+}

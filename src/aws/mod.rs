@@ -5,6 +5,7 @@ mod error;
 pub mod failover;
 #[cfg(test)]
 pub(crate) mod fake;
+mod http;
 pub mod listing;
 mod parameterstore;
 mod secretsmanager;
@@ -129,8 +130,8 @@ impl Default for AwsSettings {
     }
 }
 
-/// Loads the shared SDK configuration (HTTP client, timeouts, retries, FIPS and endpoint
-/// settings from the environment). Pod credentials and regions are set per call.
+/// Loads the shared SDK configuration (one HTTP client for all SDK clients, timeouts,
+/// retries, FIPS and endpoint settings from the environment). Pod credentials and regions are set per call.
 pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(settings.connect_timeout)
@@ -142,6 +143,7 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     // the EC2 metadata service for a region at start-up.
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
+        .http_client(http::shared_client())
         .timeout_config(timeouts)
         // Every call has an attempt and an operation timeout and its bodies are small, so
         // the throughput monitor on every request and response body (timers re-armed at

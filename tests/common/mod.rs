@@ -345,6 +345,8 @@ pub struct LatencyProxy {
 /// What the proxy saw and what it injects.
 #[derive(Default)]
 struct Stats {
+    /// TCP connections accepted.
+    connections: AtomicUsize,
     requests: AtomicUsize,
     outstanding: AtomicUsize,
     max_outstanding: AtomicUsize,
@@ -379,6 +381,7 @@ impl LatencyProxy {
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let stats = shared.clone();
+                stats.connections.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(upstream).await else { return };
                     let (cr, cw) = client.into_split();
@@ -403,6 +406,11 @@ impl LatencyProxy {
 
     pub fn requests(&self) -> usize {
         self.stats.requests.load(Ordering::SeqCst)
+    }
+
+    /// The connections the provider opened to AWS.
+    pub fn connections(&self) -> usize {
+        self.stats.connections.load(Ordering::SeqCst)
     }
 
     /// The most requests that were awaiting their responses at the same time.
