@@ -178,10 +178,11 @@ pub fn sts_config(sdk: &SdkConfig) -> SdkConfig {
 /// key id (new after every refresh, so a client never outlives the credentials it signs with).
 type ClientKey = (String, Arc<str>, String);
 
-/// SDK clients, reused across mounts: building one costs ~80 us of CPU (two per mount, at
-/// every mount of a node-wide storm). A client holds ~200 KiB, so few are kept: enough for a
-/// node's identity classes; pods whose tokens cannot be verified (one identity each) mostly
-/// get a fresh client, as without the cache. An idle client goes after 5 minutes.
+/// SDK clients, reused across mounts: building one cost ~80 us of CPU (two per mount, at
+/// every mount of a node-wide storm). Few are kept (a client held ~200 KiB while each had
+/// its own HTTP client; all now share one, see [`http`]): enough for a node's identity
+/// classes; pods whose tokens cannot be verified (one identity each) mostly get a fresh
+/// client, as without the cache. An idle client goes after 5 minutes.
 type Clients<C> = moka::sync::Cache<ClientKey, C>;
 
 /// Clients kept per service.
