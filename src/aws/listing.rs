@@ -43,7 +43,7 @@ pub(super) async fn list(
     };
     let mut entries = match collection {
         Collection::ParameterPath { path, recursive } => {
-            let client = aws.ssm_client(target).await;
+            let client = aws.ssm_client(target);
             let mut pages = client
                 .get_parameters_by_path()
                 .path(path)
@@ -81,7 +81,7 @@ pub(super) async fn list(
             entries
         }
         Collection::SecretList { prefix, tags } => {
-            let client = aws.secretsmanager_client(target).await;
+            let client = aws.secretsmanager_client(target);
             let mut filters = Vec::new();
             if let Some(prefix) = prefix {
                 filters.push(Filter::builder().key(FilterNameStringType::Name).values(prefix).build());

@@ -174,65 +174,26 @@ pub fn sts_config(sdk: &SdkConfig) -> SdkConfig {
     builder.build()
 }
 
-/// Which SDK client serves a target: its region, its identity and the credentials' access
-/// key id (new after every refresh, so a client never outlives the credentials it signs with).
-type ClientKey = (String, Arc<str>, String);
-
-/// SDK clients, reused across mounts: building one cost ~80 us of CPU (two per mount, at
-/// every mount of a node-wide storm). Few are kept (a client held ~200 KiB while each had
-/// its own HTTP client; all now share one, see [`http`]): enough for a node's identity
-/// classes; pods whose tokens cannot be verified (one identity each) mostly get a fresh
-/// client, as without the cache. An idle client goes after 5 minutes.
-type Clients<C> = moka::sync::Cache<ClientKey, C>;
-
-/// Clients kept per service.
-const CACHED_CLIENTS: u64 = 16;
-
-fn clients<C: Clone + Send + Sync + 'static>() -> Clients<C> {
-    moka::sync::Cache::builder().max_capacity(CACHED_CLIENTS).time_to_idle(Duration::from_secs(300)).build()
-}
-
-/// The cached client of `target`, or one `build` makes (uncached when the credentials cannot
-/// be read here: the call itself then fails with the SDK's own error).
-async fn client_for<C: Clone + Send + Sync + 'static>(
-    cache: &Clients<C>,
-    target: &FetchTarget,
-    build: impl FnOnce() -> C,
-) -> C {
-    use aws_credential_types::provider::ProvideCredentials as _;
-    match target.credentials.provide_credentials().await {
-        Ok(credentials) => {
-            let key =
-                (target.region.clone(), target.identity.clone(), credentials.access_key_id().to_owned());
-            cache.get_with(key, build)
-        }
-        Err(_) => build(),
-    }
-}
-
+// SDK clients are built per call, not cached: with the one shared HTTPS client
+// ([`http`]) building one costs no I/O and no TLS set-up, and a cache keyed by the
+// credentials measured no faster at node boot or rotation (BENCHMARKS.md).
 impl AwsStore {
-    /// A Secrets Manager client for one region and identity (sharing the SDK's HTTP client).
-    async fn secretsmanager_client(&self, target: &FetchTarget) -> aws_sdk_secretsmanager::Client {
-        client_for(&self.secretsmanager_clients, target, || {
-            let config = aws_sdk_secretsmanager::config::Builder::from(&self.sdk)
-                .region(aws_config::Region::new(target.region.clone()))
-                .credentials_provider(target.credentials.clone())
-                .build();
-            aws_sdk_secretsmanager::Client::from_conf(config)
-        })
-        .await
+    /// A Secrets Manager client for one region and identity.
+    fn secretsmanager_client(&self, target: &FetchTarget) -> aws_sdk_secretsmanager::Client {
+        let config = aws_sdk_secretsmanager::config::Builder::from(&self.sdk)
+            .region(aws_config::Region::new(target.region.clone()))
+            .credentials_provider(target.credentials.clone())
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(config)
     }
 
-    /// A Parameter Store client for one region and identity (sharing the SDK's HTTP client).
-    async fn ssm_client(&self, target: &FetchTarget) -> aws_sdk_ssm::Client {
-        client_for(&self.ssm_clients, target, || {
-            let config = aws_sdk_ssm::config::Builder::from(&self.sdk)
-                .region(aws_config::Region::new(target.region.clone()))
-                .credentials_provider(target.credentials.clone())
-                .build();
-            aws_sdk_ssm::Client::from_conf(config)
-        })
-        .await
+    /// A Parameter Store client for one region and identity.
+    fn ssm_client(&self, target: &FetchTarget) -> aws_sdk_ssm::Client {
+        let config = aws_sdk_ssm::config::Builder::from(&self.sdk)
+            .region(aws_config::Region::new(target.region.clone()))
+            .credentials_provider(target.credentials.clone())
+            .build();
+        aws_sdk_ssm::Client::from_conf(config)
     }
 }
 
@@ -243,19 +204,11 @@ pub struct AwsStore {
     /// Caps requests in flight so a node-wide mount storm stays within AWS quotas.
     limiter: Arc<Semaphore>,
     metrics: Arc<Metrics>,
-    secretsmanager_clients: Clients<aws_sdk_secretsmanager::Client>,
-    ssm_clients: Clients<aws_sdk_ssm::Client>,
 }
 
 impl AwsStore {
     pub fn new(sdk: SdkConfig, max_concurrent_requests: usize, metrics: Arc<Metrics>) -> Self {
-        Self {
-            sdk,
-            limiter: Arc::new(Semaphore::new(max_concurrent_requests.max(1))),
-            metrics,
-            secretsmanager_clients: clients(),
-            ssm_clients: clients(),
-        }
+        Self { sdk, limiter: Arc::new(Semaphore::new(max_concurrent_requests.max(1))), metrics }
     }
 
     /// The SDK configuration (for the default credentials chain).

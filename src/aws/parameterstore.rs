@@ -27,7 +27,7 @@ pub(super) async fn fetch_all(aws: &AwsStore, target: &FetchTarget, refs: &[&Sec
         return FetchResults::new();
     }
     let (limiter, metrics) = (aws.limiter.as_ref(), aws.metrics.as_ref());
-    let client = aws.ssm_client(target).await;
+    let client = aws.ssm_client(target);
     let batches = batches(refs);
     let fetches = batches.iter().map(|batch| fetch_batch(&client, limiter, metrics, &target.region, batch));
     futures::future::join_all(fetches).await.into_iter().flatten().collect()

@@ -15,7 +15,7 @@ pub(super) async fn fetch_all(aws: &AwsStore, target: &FetchTarget, refs: &[&Sec
         return FetchResults::new();
     }
     let (limiter, metrics) = (aws.limiter.as_ref(), aws.metrics.as_ref());
-    let client = aws.secretsmanager_client(target).await;
+    let client = aws.secretsmanager_client(target);
     let fetches = refs.iter().map(|r| {
         let client = &client;
         async move {
