@@ -205,6 +205,16 @@ where
         SdkError::DispatchFailure(failure) => {
             let (class, what) = if failure.is_timeout() {
                 (ErrorClass::Timeout, "the connection timed out".to_owned())
+            } else if let Some(problem) = failure.as_connector_error().and_then(|e| untrusted_certificate(e))
+            {
+                (
+                    ErrorClass::Network,
+                    format!(
+                        "the endpoint's TLS certificate is not trusted ({problem}): a TLS-intercepting \
+                         proxy or an endpoint override needs its CA in the provider's trust store \
+                         (SSL_CERT_FILE)"
+                    ),
+                )
             } else if failure.is_io() {
                 let kind = failure
                     .as_connector_error()
@@ -235,6 +245,24 @@ fn malformed(status: u16) -> String {
 /// or data.
 fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     crate::error::find_cause::<std::io::Error>(error).map(std::io::Error::kind)
+}
+
+/// Why the peer's certificate was refused, when that is why the connection failed. TLS
+/// errors travel inside `io::Error`s (nested, by hyper-rustls), whose `source()` skips the
+/// error they wrap, so the walk also looks inside each.
+fn untrusted_certificate(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    for _ in 0..16 {
+        let error = next?;
+        if let Some(rustls::Error::InvalidCertificate(problem)) = error.downcast_ref::<rustls::Error>() {
+            return Some(format!("{problem:?}"));
+        }
+        next = match error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 /// Text from AWS made safe to show: printable ASCII only (AWS's messages are English; no
@@ -322,6 +350,17 @@ mod tests {
         let (class, _, message) = classify(&err);
         assert_eq!(class, ErrorClass::Network);
         assert_eq!(message, "could not reach AWS: connection failed (ConnectionRefused)");
+        // As hyper-rustls hands it over: tokio-rustls's io::Error inside another.
+        let tls = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        let err: SdkError<GetSecretValueError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::io(tls.into()));
+        let (class, _, message) = classify(&err);
+        assert_eq!(class, ErrorClass::Network);
+        assert!(message.contains("TLS certificate is not trusted (UnknownIssuer)"), "{message}");
+        assert!(message.contains("SSL_CERT_FILE"), "{message}");
         let err: SdkError<GetSecretValueError, HttpResponse> =
             SdkError::construction_failure(format!("bad input {MARKER}"));
         let (class, _, message) = classify(&err);
