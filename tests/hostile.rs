@@ -403,6 +403,23 @@ async fn idle_connections_do_not_hold_shutdown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed() {
+    // Every real client sends the HTTP/2 preface at once; a silent one would otherwise hold
+    // a descriptor for ever (keep-alive pings start only after the handshake).
+    let binary = start_provider(&[]);
+    let mut silent = UnixStream::connect(binary.socket()).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(30), silent.read(&mut buf)).await;
+    let took = started.elapsed();
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the silent connection was not closed: {read:?}");
+    assert!(took >= Duration::from_secs(9), "closed after {took:?}: too soon for a slow client");
+    // A client that talks is served as before.
+    let mut client = binary.client().await;
+    client.version(VersionRequest { version: "v1alpha1".into() }).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_descriptor_limit_accept_backs_off_instead_of_spinning() {
     // The provider with a small open-file limit, then more connections than it can take.
     let mut command = Command::new("sh");

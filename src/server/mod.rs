@@ -71,6 +71,9 @@ const MAX_PENDING_ACCEPT_RESETS: usize = 20;
 /// the timeout is disconnected, so a vanished peer does not hold its streams.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// A client sends the HTTP/2 preface as soon as it connects (the driver, the sync controller,
+/// grpcurl); a connection silent for this long is closed.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest Mount request accepted: a SecretProviderClass is a Kubernetes object (at most
 /// ~1.5 MiB in etcd) plus the pod's tokens.
 const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -223,6 +226,19 @@ impl Connection {
     /// Serves one connection until the client closes it, or, once `draining` turns true,
     /// until nothing is in flight on it any more.
     async fn serve(self, stream: UnixStream, mut draining: watch::Receiver<bool>) {
+        // Keep-alive pings start only after the HTTP/2 handshake: a client that never sends
+        // a byte would hold its descriptor for ever.
+        tokio::select! {
+            sent = tokio::time::timeout(FIRST_BYTES_TIMEOUT, first_byte(&stream)) => match sent {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(_) => {
+                    tracing::debug!("closed a connection that sent nothing in {FIRST_BYTES_TIMEOUT:?}");
+                    return;
+                }
+            },
+            _ = draining.wait_for(|draining| *draining) => return,
+        }
         let in_flight = Arc::new(AtomicUsize::new(0));
         let counter = in_flight.clone();
         let routes = self.routes;
@@ -268,6 +284,24 @@ impl Connection {
         tokio::select! {
             _ = connection => {}
             () = idle => tracing::debug!("closed an idle connection at shutdown"),
+        }
+    }
+}
+
+/// Waits until the client has sent something, without taking it from the socket; `false`
+/// when it closed first. (Readiness alone can be reported before any byte arrived.)
+async fn first_byte(stream: &UnixStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    loop {
+        if stream.readable().await.is_err() {
+            return false;
+        }
+        let peeked =
+            stream.try_io(tokio::io::Interest::READABLE, || socket2::SockRef::from(stream).peek(&mut byte));
+        match peeked {
+            Ok(n) => return n > 0,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return false,
         }
     }
 }
