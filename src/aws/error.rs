@@ -247,22 +247,12 @@ fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKi
     crate::error::find_cause::<std::io::Error>(error).map(std::io::Error::kind)
 }
 
-/// Why the peer's certificate was refused, when that is why the connection failed. TLS
-/// errors travel inside `io::Error`s (nested, by hyper-rustls), whose `source()` skips the
-/// error they wrap, so the walk also looks inside each.
+/// Why the peer's certificate was refused, when that is why the connection failed.
 fn untrusted_certificate(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut next = Some(error);
-    for _ in 0..16 {
-        let error = next?;
-        if let Some(rustls::Error::InvalidCertificate(problem)) = error.downcast_ref::<rustls::Error>() {
-            return Some(format!("{problem:?}"));
-        }
-        next = match error.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => error.source(),
-        };
+    match crate::error::find_cause::<rustls::Error>(error)? {
+        rustls::Error::InvalidCertificate(problem) => Some(format!("{problem:?}")),
+        _ => None,
     }
-    None
 }
 
 /// Text from AWS made safe to show: printable ASCII only (AWS's messages are English; no

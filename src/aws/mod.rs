@@ -131,7 +131,8 @@ impl Default for AwsSettings {
 }
 
 /// Loads the shared SDK configuration (one HTTP client for all SDK clients, timeouts,
-/// retries, FIPS and endpoint settings from the environment). Pod credentials and regions are set per call.
+/// retries, FIPS and endpoint settings from the environment). Pod credentials and regions
+/// are set per call.
 pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(settings.connect_timeout)

@@ -56,18 +56,31 @@ impl ParseKey {
 
 impl Parameters {
     pub fn parse_key(&self) -> ParseKey {
+        // Every field named (no `..`): a parameter added later does not compile until it is
+        // part of the key, so a cached class can never ignore it.
+        let Self {
+            objects,
+            region,
+            failover_region,
+            path_translation,
+            use_pod_identity,
+            preferred_address_type,
+            assume_role_arn,
+            assume_role_external_id,
+            other,
+        } = self;
         let values = [
-            &self.objects,
-            &self.region,
-            &self.failover_region,
-            &self.path_translation,
-            &self.use_pod_identity,
-            &self.preferred_address_type,
-            &self.assume_role_arn,
-            &self.assume_role_external_id,
+            objects,
+            region,
+            failover_region,
+            path_translation,
+            use_pod_identity,
+            preferred_address_type,
+            assume_role_arn,
+            assume_role_external_id,
         ]
         .map(Clone::clone);
-        let unknown = self.other.keys().filter(|k| !from_the_driver(k)).cloned().collect();
+        let unknown = other.keys().filter(|k| !from_the_driver(k)).cloned().collect();
         ParseKey { values, unknown }
     }
 }
