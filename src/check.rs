@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::class::{Limits, Lines, Parameters, Positions, ScanError, SecretObject, SecretProviderClass};
+use crate::class::{Limits, Lines, Parameters, ScanError, SecretObject, SecretProviderClass};
 
 /// The driver's default file mode (`permission` "420").
 const DEFAULT_MODE: u32 = 0o644;
@@ -39,7 +39,9 @@ pub fn check(text: &str, region: Option<&str>) -> Result<Vec<ClassReport>, Strin
         match &value {
             Value::Mapping(map) if map.get("kind").and_then(Value::as_str) == Some("SecretProviderClass") => {
                 let root = if index == 0 { "manifest".to_owned() } else { format!("manifest#{index}") };
-                reports.push(check_manifest(&value, region, objects_lines(&positions, &root)));
+                // Where the document's `objects` text starts in the file.
+                let lines = Lines { first: positions.value_line(&format!("{root}.spec.parameters.objects")) };
+                reports.push(check_manifest(&value, region, lines));
             }
             Value::Sequence(_) if index == 0 => {
                 let params = Parameters { objects: Some(text.to_owned()), ..Parameters::default() };
@@ -54,11 +56,6 @@ pub fn check(text: &str, region: Option<&str>) -> Result<Vec<ClassReport>, Strin
     Ok(reports)
 }
 
-/// Where the `objects` text of the document at `root` starts in the file.
-fn objects_lines(positions: &Positions, root: &str) -> Lines {
-    Lines { first: positions.value_line(&format!("{root}.spec.parameters.objects")) }
-}
-
 /// Renders reports as the command prints them.
 pub fn format(reports: &[ClassReport]) -> String {
     let mut out = String::new();
@@ -68,10 +65,8 @@ pub fn format(reports: &[ClassReport]) -> String {
             let files = report.files.len() - sets;
             let sets = if sets == 0 { String::new() } else { format!(" and {sets} set(s) of files") };
             // Warnings do not fail the check (a mount would work), but the summary says so.
-            let warned = match report.warnings.len() {
-                0 => String::new(),
-                n => format!(", {n} warning(s)"),
-            };
+            let n = report.warnings.len();
+            let warned = if n == 0 { String::new() } else { format!(", {n} warning(s)") };
             let _ = writeln!(out, "{}: OK, {files} file(s){sets}{warned}", report.name);
             for file in &report.files {
                 let _ = writeln!(out, "  {file}");
@@ -192,15 +187,10 @@ fn check_parameters(
             }
             SecretObject::Named(object) => object,
         };
-        let mut selector = String::new();
-        if let Some(v) = &object.version {
-            let _ = write!(selector, " version {v}");
-        }
-        if let Some(l) = &object.version_label {
-            let _ = write!(selector, " label {l}");
-        }
+        let version = object.version.as_ref().map_or_else(String::new, |v| format!(" version {v}"));
+        let label = object.version_label.as_ref().map_or_else(String::new, |l| format!(" label {l}"));
         report.files.push(format!(
-            "{}  {:04o}  {} {:?}{selector}",
+            "{}  {:04o}  {} {:?}{version}{label}",
             object.file, object.mode, object.object_type, object.name
         ));
         if let Some(expand) = &object.expand_json {

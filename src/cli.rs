@@ -43,29 +43,7 @@ pub enum Command {
     /// Act as the CSI driver against a running provider: mount a SecretProviderClass into a
     /// directory (for debugging on a node).
     #[command(args_override_self = true)]
-    Mount {
-        /// The provider's socket.
-        #[arg(long, default_value = "/var/run/secrets-store-csi-providers/aws.sock")]
-        socket: PathBuf,
-        /// A manifest holding the SecretProviderClass.
-        #[arg(long, value_name = "FILE")]
-        spc: PathBuf,
-        /// Directory to mount into (created if missing).
-        #[arg(long, value_name = "DIR")]
-        target: PathBuf,
-        /// Pod name to present.
-        #[arg(long, default_value = "debug")]
-        pod: String,
-        /// Pod namespace to present.
-        #[arg(long, default_value = "default")]
-        namespace: String,
-        /// Service account to present.
-        #[arg(long, default_value = "default")]
-        service_account: String,
-        /// `serviceAccount.tokens` JSON to pass, as the driver's tokenRequests would.
-        #[arg(long, value_name = "JSON")]
-        tokens: Option<String>,
-    },
+    Mount(crate::client::MountArgs),
 }
 
 /// How logs are written.
@@ -338,7 +316,7 @@ mod tests {
         assert!(!s.driver_writes_secrets);
         let s = parse(&["--cache-ttl=1m", "--cache-ttl=0", "--log-format=json", "--log-format=text"]).serve;
         assert_eq!((s.cache_ttl, s.log_format()), (Duration::ZERO, LogFormat::Text));
-        let Some(Command::Mount { pod, .. }) =
+        let Some(Command::Mount(crate::client::MountArgs { pod, .. })) =
             parse(&["mount", "--spc=s", "--target=t", "--pod=a", "--pod=b"]).command
         else {
             panic!("mount subcommand")

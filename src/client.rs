@@ -18,16 +18,30 @@ use crate::render::RenderedFile;
 use crate::request;
 use crate::secret::SecretBytes;
 
-/// What to mount and as whom.
-#[derive(Debug, Clone)]
+// What to mount and as whom: the `mount` subcommand's flags (its help is the subcommand's
+// doc in `cli`, so this struct has no doc comment of its own).
+#[derive(Debug, Clone, clap::Args)]
 pub struct MountArgs {
+    /// The provider's socket.
+    #[arg(long, default_value = "/var/run/secrets-store-csi-providers/aws.sock")]
     pub socket: PathBuf,
+    /// A manifest holding the SecretProviderClass.
+    #[arg(long, value_name = "FILE")]
     pub spc: PathBuf,
+    /// Directory to mount into (created if missing).
+    #[arg(long, value_name = "DIR")]
     pub target: PathBuf,
+    /// Pod name to present.
+    #[arg(long, default_value = "debug")]
     pub pod: String,
+    /// Pod namespace to present.
+    #[arg(long, default_value = "default")]
     pub namespace: String,
+    /// Service account to present.
+    #[arg(long, default_value = "default")]
     pub service_account: String,
     /// `serviceAccount.tokens` JSON to pass, as the driver's tokenRequests would.
+    #[arg(long, value_name = "JSON")]
     pub tokens: Option<String>,
 }
 
@@ -106,7 +120,7 @@ pub async fn connect(socket: &Path) -> Result<Channel, String> {
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
         }))
         .await
-        .map_err(|e| match io_error_kind(&e) {
+        .map_err(|e| match crate::error::find_cause::<std::io::Error>(&e).map(std::io::Error::kind) {
             Some(ErrorKind::NotFound | ErrorKind::ConnectionRefused) => format!(
                 "no provider listening on {} (start the provider, or pass --socket with its \
                  --provider-volume directory and aws.sock)",
@@ -114,11 +128,6 @@ pub async fn connect(socket: &Path) -> Result<Channel, String> {
             ),
             _ => format!("cannot connect to {}: {e}", socket.display()),
         })
-}
-
-/// The kind of the I/O error somewhere in `error`'s chain of causes.
-fn io_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
-    crate::error::find_cause::<std::io::Error>(error).map(std::io::Error::kind)
 }
 
 /// Creates `target` and any missing parents; returns the outermost directory it created.
@@ -147,19 +156,13 @@ fn class_parameters(text: &str) -> Result<(String, BTreeMap<String, String>), St
         if value.get("kind").and_then(Value::as_str) != Some("SecretProviderClass") {
             continue;
         }
-        let name = value
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
+        // Indexing a missing key (or a non-mapping) gives null.
+        let name = value["metadata"]["name"].as_str().unwrap_or("").to_owned();
         let mut parameters = BTreeMap::new();
-        if let Some(Value::Mapping(map)) = value.get("spec").and_then(|s| s.get("parameters")) {
-            for (k, v) in map {
-                if let (Some(k), Some(v)) = (k.as_str(), v.as_str()) {
-                    parameters.insert(k.to_owned(), v.to_owned());
-                }
-            }
+        if let Value::Mapping(map) = &value["spec"]["parameters"] {
+            let texts =
+                map.iter().filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())));
+            parameters.extend(texts);
         }
         return Ok((name, parameters));
     }

@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use kube::Api;
@@ -71,31 +70,6 @@ pub struct IssuerKeys {
     pub issuer: String,
     /// `/openid/v1/jwks`: the public keys pod tokens are signed with.
     pub keys: jsonwebtoken::jwk::JwkSet,
-}
-
-/// A lookup's answer on its way: `None` when the object has no such annotation or label.
-pub type Lookup<'a> = BoxFuture<'a, Result<Option<String>, ClusterError>>;
-
-/// Kubernetes lookups, behind a trait so the mount pipeline can be tested with fakes.
-pub trait ClusterLookup: Send + Sync {
-    /// The `eks.amazonaws.com/role-arn` annotation of a service account, if set.
-    fn role_arn<'a>(&'a self, namespace: &'a str, service_account: &'a str) -> Lookup<'a>;
-    /// The region label of the node the pod runs on, if set.
-    fn node_region<'a>(&'a self, namespace: &'a str, pod: &'a str) -> Lookup<'a>;
-    /// Gets ready for the first lookup (the real client builds its TLS set-up); failures
-    /// are left for that lookup to report.
-    fn prepare(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
-    /// The service-account issuer and its keys, read afresh (callers cache them).
-    fn issuer_keys(&self) -> BoxFuture<'_, Result<IssuerKeys, ClusterError>> {
-        Box::pin(async {
-            Err(ClusterError::Unavailable {
-                what: "service-account issuer discovery".into(),
-                message: "not available from this lookup".into(),
-            })
-        })
-    }
 }
 
 /// Where the client configuration comes from.
@@ -195,28 +169,22 @@ impl ApiClient {
             .map_err(|message: String| ClusterError::Unavailable { what: what.to_owned(), message })
     }
 
-    /// Runs one rate-limited request within its deadline, classifying the failure and
-    /// recording it.
-    async fn call<T, F, Fut>(&self, resource: &'static str, what: &str, request: F) -> Result<T, ClusterError>
-    where
-        F: FnOnce(kube::Client) -> Fut,
-        Fut: std::future::Future<Output = Result<T, kube::Error>>,
-    {
-        self.limiter.until_ready().await;
-        self.call_unlimited(resource, what, request).await
-    }
-
-    /// [`Self::call`] outside the `--qps` budget, for requests limited by their caller.
-    async fn call_unlimited<T, F, Fut>(
+    /// Runs one request within its deadline, classifying the failure and recording it;
+    /// `limited` requests wait for the `--qps` budget first.
+    async fn call<T, F, Fut>(
         &self,
         resource: &'static str,
         what: &str,
+        limited: bool,
         request: F,
     ) -> Result<T, ClusterError>
     where
         F: FnOnce(kube::Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, kube::Error>>,
     {
+        if limited {
+            self.limiter.until_ready().await;
+        }
         let started = Instant::now();
         let client = self.client(what).await?;
         let result = match tokio::time::timeout(REQUEST_TIMEOUT * 2, request(client)).await {
@@ -286,117 +254,109 @@ where
     cache.try_get_with(key, lookup).await.map(|answer| answer.value).map_err(|e| (*e).clone())
 }
 
-impl ClusterLookup for KubeLookup {
-    fn prepare(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            if let Err(e) = self.api.client("the Kubernetes API").await {
-                tracing::debug!("{e}; retried at the first lookup");
-            }
-        })
+impl KubeLookup {
+    /// Gets ready for the first lookup (builds the client and its TLS set-up); a failure is
+    /// left for that lookup to report.
+    pub async fn prepare(&self) {
+        if let Err(e) = self.api.client("the Kubernetes API").await {
+            tracing::debug!("{e}; retried at the first lookup");
+        }
     }
 
-    fn role_arn<'a>(&'a self, namespace: &'a str, service_account: &'a str) -> Lookup<'a> {
-        Box::pin(async move {
-            check_name("namespace", namespace)?;
-            check_name("service account", service_account)?;
-            let key = (namespace.to_owned(), service_account.to_owned());
-            cached(&self.roles, key, async {
-                let what = format!("service account {namespace}/{service_account}");
-                let account = self
-                    .api
-                    .call("serviceaccounts", &what, |client| async move {
-                        Api::<ServiceAccount>::namespaced(client, namespace)
-                            .get_metadata(service_account)
-                            .await
-                    })
-                    .await?;
-                let role =
-                    non_empty(account.metadata.annotations.as_ref().and_then(|a| a.get(ROLE_ANNOTATION)));
-                Ok(Answer { value: role, ttl: ROLE_TTL })
-            })
-            .await
+    /// The `eks.amazonaws.com/role-arn` annotation of a service account, if set.
+    pub async fn role_arn(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Option<String>, ClusterError> {
+        check_name("namespace", namespace)?;
+        check_name("service account", service_account)?;
+        let key = (namespace.to_owned(), service_account.to_owned());
+        cached(&self.roles, key, async {
+            let what = format!("service account {namespace}/{service_account}");
+            let account = self
+                .api
+                .call("serviceaccounts", &what, true, |client| async move {
+                    Api::<ServiceAccount>::namespaced(client, namespace).get_metadata(service_account).await
+                })
+                .await?;
+            let role = non_empty(account.metadata.annotations.as_ref().and_then(|a| a.get(ROLE_ANNOTATION)));
+            Ok(Answer { value: role, ttl: ROLE_TTL })
         })
+        .await
     }
 
-    fn node_region<'a>(&'a self, namespace: &'a str, pod: &'a str) -> Lookup<'a> {
-        Box::pin(async move {
-            check_name("namespace", namespace)?;
-            check_name("pod", pod)?;
-            let key = (namespace.to_owned(), pod.to_owned());
-            let node = cached(&self.pod_nodes, key, async {
-                let what = format!("pod {namespace}/{pod}");
-                let object = self
-                    .api
-                    .call("pods", &what, |client| async move {
-                        Api::<Pod>::namespaced(client, namespace).get(pod).await
-                    })
-                    .await?;
-                let node = non_empty(object.spec.as_ref().and_then(|s| s.node_name.as_ref()));
-                let ttl = if node.is_some() { REGION_TTL } else { Duration::ZERO };
-                Ok(Answer { value: node, ttl })
-            })
-            .await?;
-            let Some(node) = node else { return Ok(None) };
-            check_name("node", &node)?;
-            cached(&self.node_regions, node.clone(), async {
-                let what = format!("node {node}");
-                let object = self
-                    .api
-                    .call("nodes", &what, |client| async move {
-                        Api::<Node>::all(client).get_metadata(&node).await
-                    })
-                    .await?;
-                let labels = object.metadata.labels.unwrap_or_default();
-                let region = REGION_LABELS.iter().find_map(|label| non_empty(labels.get(*label)));
-                Ok(Answer { value: region, ttl: REGION_TTL })
-            })
-            .await
+    /// The region label of the node the pod runs on, if set.
+    pub async fn node_region(&self, namespace: &str, pod: &str) -> Result<Option<String>, ClusterError> {
+        check_name("namespace", namespace)?;
+        check_name("pod", pod)?;
+        let key = (namespace.to_owned(), pod.to_owned());
+        let node = cached(&self.pod_nodes, key, async {
+            let what = format!("pod {namespace}/{pod}");
+            let object = self
+                .api
+                .call("pods", &what, true, |client| async move {
+                    Api::<Pod>::namespaced(client, namespace).get(pod).await
+                })
+                .await?;
+            let node = non_empty(object.spec.as_ref().and_then(|s| s.node_name.as_ref()));
+            let ttl = if node.is_some() { REGION_TTL } else { Duration::ZERO };
+            Ok(Answer { value: node, ttl })
         })
+        .await?;
+        let Some(node) = node else { return Ok(None) };
+        check_name("node", &node)?;
+        cached(&self.node_regions, node.clone(), async {
+            let what = format!("node {node}");
+            let object = self
+                .api
+                .call("nodes", &what, true, |client| async move {
+                    Api::<Node>::all(client).get_metadata(&node).await
+                })
+                .await?;
+            let labels = object.metadata.labels.unwrap_or_default();
+            let region = REGION_LABELS.iter().find_map(|label| non_empty(labels.get(*label)));
+            Ok(Answer { value: region, ttl: REGION_TTL })
+        })
+        .await
     }
 
-    fn issuer_keys(&self) -> BoxFuture<'_, Result<IssuerKeys, ClusterError>> {
-        Box::pin(async move {
-            /// The part of the discovery document used here.
-            #[derive(serde::Deserialize)]
-            struct Discovery {
-                issuer: String,
-            }
-            let get = |path: &'static str, what: &'static str| async move {
-                let request = http::Request::get(path)
-                    .body(Vec::new())
-                    .map_err(|e| ClusterError::Unavailable { what: what.into(), message: e.to_string() })?;
-                let resource = path.rsplit('/').next().unwrap_or(path);
-                // Outside the --qps budget: the verifier reads the keys once per 10 minutes or
-                // key rotation, at most every 5 s, so a booting node's service-account lookups
-                // keep the whole burst.
-                self.api
-                    .call_unlimited(
-                        resource,
-                        what,
-                        |client| async move { client.request_text(request).await },
-                    )
-                    .await
-            };
-            // Both through the API server (as the built-in system:service-account-issuer-discovery
-            // role allows), never the jwks_uri, which on EKS is a public URL.
-            // Independent reads: both at once, one round trip.
-            const DISCOVERY: &str = "service-account issuer discovery (/.well-known/openid-configuration)";
-            const JWKS: &str = "service-account issuer keys (/openid/v1/jwks)";
-            let (discovery, keys) = futures::try_join!(
-                get("/.well-known/openid-configuration", DISCOVERY),
-                get("/openid/v1/jwks", JWKS)
-            )?;
-            let discovery: Discovery =
-                serde_json::from_str(&discovery).map_err(|_| ClusterError::Unavailable {
-                    what: DISCOVERY.into(),
-                    message: "the answer has no issuer".into(),
-                })?;
-            let keys = serde_json::from_str(&keys).map_err(|_| ClusterError::Unavailable {
-                what: JWKS.into(),
-                message: "the answer is not a JSON Web Key Set".into(),
-            })?;
-            Ok(IssuerKeys { issuer: discovery.issuer, keys })
-        })
+    /// The service-account issuer and its keys, read afresh (callers cache them).
+    pub async fn issuer_keys(&self) -> Result<IssuerKeys, ClusterError> {
+        /// The part of the discovery document used here.
+        #[derive(serde::Deserialize)]
+        struct Discovery {
+            issuer: String,
+        }
+        let get = |path: &'static str, what: &'static str| async move {
+            let request = http::Request::get(path)
+                .body(Vec::new())
+                .map_err(|e| ClusterError::Unavailable { what: what.into(), message: e.to_string() })?;
+            let resource = path.rsplit('/').next().unwrap_or(path);
+            // Outside the --qps budget: the verifier reads the keys once per 10 minutes or
+            // key rotation, at most every 5 s, so a booting node's service-account lookups
+            // keep the whole burst.
+            self.api
+                .call(resource, what, false, |client| async move { client.request_text(request).await })
+                .await
+        };
+        // Both through the API server (as the built-in system:service-account-issuer-discovery
+        // role allows), never the jwks_uri, which on EKS is a public URL.
+        // Independent reads: both at once, one round trip.
+        const DISCOVERY: &str = "service-account issuer discovery (/.well-known/openid-configuration)";
+        const JWKS: &str = "service-account issuer keys (/openid/v1/jwks)";
+        let (discovery, keys) = futures::try_join!(
+            get("/.well-known/openid-configuration", DISCOVERY),
+            get("/openid/v1/jwks", JWKS)
+        )?;
+        let discovery: Discovery = serde_json::from_str(&discovery).map_err(|_| {
+            ClusterError::Unavailable { what: DISCOVERY.into(), message: "the answer has no issuer".into() }
+        })?;
+        let keys = serde_json::from_str(&keys).map_err(|_| ClusterError::Unavailable {
+            what: JWKS.into(),
+            message: "the answer is not a JSON Web Key Set".into(),
+        })?;
+        Ok(IssuerKeys { issuer: discovery.issuer, keys })
     }
 }
 
@@ -411,12 +371,8 @@ mod tests {
             assert!(limiter.check().is_ok(), "request {i} of the burst");
         }
         assert!(limiter.check().is_err(), "the 11th must wait for the next token");
-        let zero = limiter_with_zero();
+        let zero = super::limiter(0, 0);
         assert!(zero.check().is_ok() && zero.check().is_err(), "qps/burst 0 mean 1");
-    }
-
-    fn limiter_with_zero() -> DefaultDirectRateLimiter {
-        limiter(0, 0)
     }
 
     #[test]

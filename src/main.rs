@@ -10,8 +10,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse_go_style(std::env::args_os());
     match cli.command {
         Some(Command::Check { file, region }) => run_check(&file, region.as_deref()),
-        Some(Command::Mount { socket, spc, target, pod, namespace, service_account, tokens }) => {
-            let args = client::MountArgs { socket, spc, target, pod, namespace, service_account, tokens };
+        Some(Command::Mount(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
             match runtime.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(client::mount(&args))) {
                 Ok(summary) => {
@@ -43,12 +42,8 @@ fn run_check(file: &std::path::Path, region: Option<&str>) -> ExitCode {
     } else {
         std::fs::read_to_string(file)
     };
-    let text = match text {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", file.display());
-            return ExitCode::from(2);
-        }
+    let Ok(text) = text.inspect_err(|e| eprintln!("error: cannot read {}: {e}", file.display())) else {
+        return ExitCode::from(2);
     };
     match check::check(&text, region) {
         Ok(reports) => {
@@ -83,17 +78,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
          pods.eks.amazonaws.com)"
     );
 
-    let provider = match provider::build(provider::Settings::from_args(&args)).await {
-        Ok(provider) => provider,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Ok(provider) =
+        provider::build(provider::Settings::from_args(&args)).await.inspect_err(|e| tracing::error!("{e}"))
+    else {
+        return ExitCode::FAILURE;
     };
     let (mounter, metrics) = (provider.mounter, provider.metrics);
     // Metrics and probes matter, but serving the driver matters more: a taken port is
     // reported loudly and the socket is served anyway.
-    match metrics::bind(args.metrics_addr).await {
+    match tokio::net::TcpListener::bind(args.metrics_addr).await {
         Ok(listener) => {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
@@ -108,23 +101,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 
     let socket = args.provider_volume.join(server::SOCKET_NAME);
-    let listener = match server::bind(&socket) {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Ok(listener) = server::bind(&socket).inspect_err(|e| tracing::error!("{e}")) else {
+        return ExitCode::FAILURE;
     };
-    match server::run(listener, &socket, mounter, metrics, shutdown).await {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::FAILURE
-        }
+    if let Err(e) = server::run(listener, &socket, mounter, metrics, shutdown).await {
+        tracing::error!("{e}");
+        return ExitCode::FAILURE;
     }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
 }
 
 /// Completes on SIGTERM (the kubelet stopping the pod) or SIGINT. The handlers are installed

@@ -2,7 +2,6 @@
 //! `/metrics`, `/healthz` (the process is alive) and `/readyz` (the socket is serving).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,7 +10,6 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -19,60 +17,22 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MountLabels {
-    result: &'static str,
-    error: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AwsLabels {
-    service: &'static str,
-    operation: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabels {
-    service: &'static str,
-    operation: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CredentialLabels {
-    method: &'static str,
-    source: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KubeLabels {
-    resource: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SourceLabels {
-    source: &'static str,
-}
+/// Label names and values, in order: each family's names are fixed at its call site.
+type Labels<const N: usize> = [(&'static str, &'static str); N];
 
 /// The provider's metrics and readiness. Labels are bounded sets of static strings: no
 /// object names, pods or namespaces (unbounded cardinality), and never values.
 pub struct Metrics {
     registry: Registry,
-    mounts: Family<MountLabels, Counter>,
+    mounts: Family<Labels<2>, Counter>,
     mount_duration: Histogram,
     in_flight: Gauge,
-    aws_requests: Family<AwsLabels, Counter>,
-    aws_duration: Family<OperationLabels, Histogram>,
-    credentials: Family<CredentialLabels, Counter>,
-    kube_requests: Family<KubeLabels, Counter>,
-    object_fetches: Family<SourceLabels, Counter>,
-    token_verifications: Family<OutcomeLabels, Counter>,
+    aws_requests: Family<Labels<3>, Counter>,
+    aws_duration: Family<Labels<2>, Histogram>,
+    credentials: Family<Labels<2>, Counter>,
+    kube_requests: Family<Labels<2>, Counter>,
+    object_fetches: Family<Labels<1>, Counter>,
+    token_verifications: Family<Labels<1>, Counter>,
     authority_rewrites: Counter,
     ready: AtomicBool,
 }
@@ -90,45 +50,44 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("csi_provider_aws");
-        let mounts = Family::<MountLabels, Counter>::default();
+        let mounts = Family::<Labels<2>, Counter>::default();
         registry.register("mounts", "Mount calls by result and error class", mounts.clone());
-        let mount_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let mount_duration = latency_histogram();
         registry.register("mount_duration_seconds", "Time to serve a Mount call", mount_duration.clone());
         let in_flight = Gauge::default();
         registry.register("mounts_in_flight", "Mount calls being served", in_flight.clone());
-        let aws_requests = Family::<AwsLabels, Counter>::default();
+        let aws_requests = Family::<Labels<3>, Counter>::default();
         registry.register(
             "aws_requests",
             "AWS API calls by service, operation and outcome (success, client, server, throttled, timeout, network)",
             aws_requests.clone(),
         );
-        let aws_duration = Family::<OperationLabels, Histogram>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
+        let aws_duration =
+            Family::<Labels<2>, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "aws_request_duration_seconds",
             "AWS API call latency, retries included",
             aws_duration.clone(),
         );
-        let credentials = Family::<CredentialLabels, Counter>::default();
+        let credentials = Family::<Labels<2>, Counter>::default();
         registry.register(
             "credentials",
             "Pod credentials by auth method and source (fetched, cached, shared, error)",
             credentials.clone(),
         );
-        let kube_requests = Family::<KubeLabels, Counter>::default();
+        let kube_requests = Family::<Labels<2>, Counter>::default();
         registry.register(
             "kubernetes_requests",
             "Kubernetes API reads by resource and outcome",
             kube_requests.clone(),
         );
-        let object_fetches = Family::<SourceLabels, Counter>::default();
+        let object_fetches = Family::<Labels<1>, Counter>::default();
         registry.register(
             "object_fetches",
             "Objects a mount needed, by where they came from (aws, shared in-flight fetch, cache)",
             object_fetches.clone(),
         );
-        let token_verifications = Family::<OutcomeLabels, Counter>::default();
+        let token_verifications = Family::<Labels<1>, Counter>::default();
         registry.register(
             "token_verifications",
             "IRSA tokens checked against the cluster's issuer keys: verified (shares its service \
@@ -166,31 +125,33 @@ impl Metrics {
         outcome: &'static str,
         elapsed: Duration,
     ) {
-        self.aws_requests.get_or_create(&AwsLabels { service, operation, outcome }).inc();
+        self.aws_requests
+            .get_or_create(&[("service", service), ("operation", operation), ("outcome", outcome)])
+            .inc();
         self.aws_duration
-            .get_or_create(&OperationLabels { service, operation })
+            .get_or_create(&[("service", service), ("operation", operation)])
             .observe(elapsed.as_secs_f64());
     }
 
     /// Records where a pod's credentials came from.
     pub fn credential(&self, method: &'static str, source: &'static str) {
-        self.credentials.get_or_create(&CredentialLabels { method, source }).inc();
+        self.credentials.get_or_create(&[("method", method), ("source", source)]).inc();
+    }
+
+    /// Records one IRSA token verification (`verified`, or why it was not).
+    pub fn token_verification(&self, outcome: &'static str) {
+        self.token_verifications.get_or_create(&[("outcome", outcome)]).inc();
     }
 
     /// Records one Kubernetes API read.
-    /// Records one IRSA token verification (`verified`, or why it was not).
-    pub fn token_verification(&self, outcome: &'static str) {
-        self.token_verifications.get_or_create(&OutcomeLabels { outcome }).inc();
-    }
-
     pub fn kube_request(&self, resource: &'static str, outcome: &'static str) {
-        self.kube_requests.get_or_create(&KubeLabels { resource, outcome }).inc();
+        self.kube_requests.get_or_create(&[("resource", resource), ("outcome", outcome)]).inc();
     }
 
     /// Records `count` objects served from `source`.
     pub fn object_fetches(&self, source: &'static str, count: u64) {
         if count > 0 {
-            self.object_fetches.get_or_create(&SourceLabels { source }).inc_by(count);
+            self.object_fetches.get_or_create(&[("source", source)]).inc_by(count);
         }
     }
 
@@ -207,20 +168,16 @@ impl Metrics {
 
     /// Records a finished mount: `Err` carries the error class label.
     pub fn mount_finished(&self, result: Result<(), &'static str>, elapsed: Duration) {
-        let labels = match result {
-            Ok(()) => MountLabels { result: "success", error: "" },
-            Err(class) => MountLabels { result: "error", error: class },
+        let (result, error) = match result {
+            Ok(()) => ("success", ""),
+            Err(class) => ("error", class),
         };
-        self.mounts.get_or_create(&labels).inc();
+        self.mounts.get_or_create(&[("result", result), ("error", error)]).inc();
         self.mount_duration.observe(elapsed.as_secs_f64());
     }
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
     }
 
     /// The metrics in the Prometheus text format.
@@ -239,11 +196,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-/// Binds the metrics listener (port 0 picks a free port; see the returned address).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// Most metrics connections served at once; more wait in the listen backlog. Scrapers and
@@ -298,7 +250,7 @@ fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> 
             (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode())
         }
         (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-        (&Method::GET, "/readyz") if metrics.is_ready() => {
+        (&Method::GET, "/readyz") if metrics.ready.load(Ordering::SeqCst) => {
             (StatusCode::OK, "text/plain", "ready\n".to_owned())
         }
         (&Method::GET, "/readyz") => {

@@ -15,7 +15,7 @@ use crate::aws::failover::{self, FetchFailure, FetchItem};
 use crate::aws::{FetchTarget, SecretRef, SecretStore};
 use crate::class::{CollectionObject, Limits, NamedObject, ParseKey, SecretObject, SecretProviderClass};
 use crate::identity::CredentialSource;
-use crate::kube::ClusterLookup;
+use crate::kube::KubeLookup;
 use crate::render::{self, Fetched, Rendered};
 use crate::request::{self, MountInput, Pod};
 use crate::write;
@@ -33,14 +33,6 @@ type Parsed = moka::future::Cache<(ParseKey, u32), Arc<SecretProviderClass>>;
 
 /// Bytes of class text kept parsed (the parsed form takes a few times the text).
 const PARSED_BYTES: u64 = 2 * 1024 * 1024;
-
-fn parsed_cache() -> Parsed {
-    moka::future::Cache::builder()
-        .max_capacity(PARSED_BYTES)
-        .weigher(|(key, _): &(ParseKey, u32), _| u32::try_from(key.text_bytes()).unwrap_or(u32::MAX).max(1))
-        .time_to_idle(Duration::from_secs(600))
-        .build()
-}
 
 /// Mount behaviour fixed at start-up.
 #[derive(Debug, Clone)]
@@ -88,7 +80,7 @@ pub struct Mounter {
     slots: Semaphore,
     store: Arc<dyn SecretStore>,
     credentials: Arc<dyn CredentialSource>,
-    cluster: Option<Arc<dyn ClusterLookup>>,
+    cluster: Option<Arc<KubeLookup>>,
     warned: Warned,
     parsed: Parsed,
 }
@@ -100,18 +92,17 @@ impl Mounter {
         settings: MountSettings,
         store: Arc<dyn SecretStore>,
         credentials: Arc<dyn CredentialSource>,
-        cluster: Option<Arc<dyn ClusterLookup>>,
+        cluster: Option<Arc<KubeLookup>>,
     ) -> Self {
         let slots = Semaphore::new(settings.max_concurrent.max(1));
-        Self {
-            settings,
-            slots,
-            store,
-            credentials,
-            cluster,
-            warned: Warned::default(),
-            parsed: parsed_cache(),
-        }
+        let parsed = moka::future::Cache::builder()
+            .max_capacity(PARSED_BYTES)
+            .weigher(|(key, _): &(ParseKey, u32), _| {
+                u32::try_from(key.text_bytes()).unwrap_or(u32::MAX).max(1)
+            })
+            .time_to_idle(Duration::from_secs(600))
+            .build();
+        Self { settings, slots, store, credentials, cluster, warned: Warned::default(), parsed }
     }
 
     /// The mount's region: the class's `region`, else the provider's `AWS_REGION`, else the
@@ -133,10 +124,6 @@ impl Mounter {
             problem,
         })?;
         Ok(region)
-    }
-
-    pub fn settings(&self) -> &MountSettings {
-        &self.settings
     }
 
     /// Serves one Mount within `--mount-timeout`, at most `--max-concurrent-mounts` at once.
@@ -357,9 +344,8 @@ impl Warned {
                 digest.update(part.as_bytes());
                 digest.update([0]);
             }
-            let digest: [u8; 32] = digest.finalize().into();
-            let mut key = [0; 16];
-            key.copy_from_slice(&digest[..16]);
+            // 16 of the digest's 32 bytes: the conversion cannot fail.
+            let key: [u8; 16] = digest.finalize()[..16].try_into().unwrap_or_default();
             if seen.insert(key) {
                 fresh.push(warning.clone());
             }
@@ -382,17 +368,6 @@ mod tests {
     use crate::server::response::{MAX_RESPONSE_BYTES, NO_OBJECTS_ID, response};
     use crate::server::status;
     use tonic::{Code, Status};
-
-    /// The driver's view of a mount: its response, as the server builds it.
-    trait Answer {
-        fn response(self) -> crate::proto::MountResponse;
-    }
-
-    impl Answer for MountOutcome {
-        fn response(self) -> crate::proto::MountResponse {
-            response(self, MAX_RESPONSE_BYTES).unwrap()
-        }
-    }
 
     /// Counts credential requests.
     #[derive(Default)]
@@ -469,8 +444,7 @@ mod tests {
     #[tokio::test]
     async fn no_objects_needs_no_credentials_and_returns_a_placeholder_version() {
         let (mounter, store, credentials) = setup(driver_writes(), Duration::ZERO);
-        let outcome = mounter.mount(input("")).await.unwrap();
-        let response = outcome.response();
+        let response = response(mounter.mount(input("")).await.unwrap(), MAX_RESPONSE_BYTES).unwrap();
         assert_eq!(response.object_version.len(), 1);
         assert_eq!(response.object_version[0].id, NO_OBJECTS_ID);
         assert_eq!(credentials.0.load(Ordering::SeqCst), 0);
@@ -482,8 +456,7 @@ mod tests {
         let (mounter, store, _) = setup(driver_writes(), Duration::ZERO);
         let objects = "- {objectName: a, objectType: secretsmanager, objectAlias: one}\n\
                        - {objectName: a, objectType: secretsmanager, objectAlias: two}";
-        let outcome = mounter.mount(input(objects)).await.unwrap();
-        let response = outcome.response();
+        let response = response(mounter.mount(input(objects)).await.unwrap(), MAX_RESPONSE_BYTES).unwrap();
         let files: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(files, vec!["one", "two"]);
         assert_eq!(store.asked(), 1);
@@ -523,14 +496,7 @@ mod tests {
         let warnings = vec!["unknown key \"objectTpe\"".to_owned(), "unknown key \"x\"".to_owned()];
         assert_eq!(warned.fresh("ns", "c", &warnings), warnings);
         assert!(warned.fresh("ns", "c", &warnings).is_empty());
-        assert_eq!(
-            warned.fresh(
-                "ns",
-                "c",
-                &warnings[..1].iter().chain(["new".to_owned()].iter()).cloned().collect::<Vec<_>>()
-            ),
-            vec!["new".to_owned()]
-        );
+        assert_eq!(warned.fresh("ns", "c", &[warnings[0].clone(), "new".to_owned()]), vec!["new".to_owned()]);
         assert_eq!(warned.fresh("other", "c", &warnings).len(), 2, "another namespace's class of that name");
         for i in 0..WARNED_MAX {
             warned.fresh("ns", &format!("c{i}"), &warnings[..1]);

@@ -13,7 +13,7 @@ use crate::cli::ServeArgs;
 use crate::identity::{
     CredentialSource, PodCredentials, PodIdentityAgent, ProviderCredentials, TokenVerifier,
 };
-use crate::kube::{ClusterLookup, KubeLookup, KubeSource};
+use crate::kube::{KubeLookup, KubeSource};
 use crate::metrics::Metrics;
 use crate::mount::{MountSettings, Mounter};
 
@@ -98,7 +98,7 @@ pub async fn build(settings: Settings) -> Result<Provider, String> {
     let store = SharedStore::new(Arc::new(aws), settings.cache).with_metrics(metrics.clone());
     let sharing = store.stats.clone();
     // Never waited for: start-up does not need a reachable API server.
-    let cluster: Arc<dyn ClusterLookup> =
+    let cluster =
         Arc::new(KubeLookup::new(settings.kube, settings.kube_qps, settings.kube_burst, metrics.clone()));
     let credentials: Arc<dyn CredentialSource> = match settings.identity {
         IdentityMode::Pods { agent_ipv4, agent_ipv6, agent_timeout, share_irsa } => {
@@ -116,7 +116,7 @@ pub async fn build(settings: Settings) -> Result<Provider, String> {
             });
             Arc::new(PodCredentials::new(sts_config(&sdk), cluster.clone(), agent, verifier, metrics.clone()))
         }
-        IdentityMode::Fixed(credentials) => Arc::new(ProviderCredentials(Some(credentials))),
+        IdentityMode::Fixed(credentials) => Arc::new(ProviderCredentials(credentials)),
     };
     let mounter = Arc::new(Mounter::new(settings.mount, Arc::new(store), credentials, Some(cluster)));
     Ok(Provider { mounter, metrics, sharing })

@@ -95,15 +95,6 @@ pub enum RenderError {
     MissingKey { object: String, key: String },
 }
 
-/// A jmesPath or expandJson selection as file contents: strings as they are, anything else
-/// (when allowed) as compact JSON.
-fn json_text(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Renders every fetched object, in order, checking that no two files collide.
 pub fn render(path_translation: PathTranslation, fetched: &[Fetched<'_>]) -> Result<Rendered, RenderError> {
     let mut out = Files { path_translation, rendered: Rendered::default(), owners: BTreeMap::new() };
@@ -212,7 +203,9 @@ impl Files {
                     .get(key)
                     .ok_or_else(|| RenderError::MissingKey { object: name.to_owned(), key: key.clone() })?;
                 let file = self.entry_path(name, key, key)?;
-                self.push(name, &file, object.mode, Encoding::Raw, json_text(value).as_bytes(), version)?;
+                // Strings as they are, anything else as compact JSON.
+                let text = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                self.push(name, &file, object.mode, Encoding::Raw, text.as_bytes(), version)?;
             }
         }
         Ok(())

@@ -44,12 +44,6 @@ impl From<String> for SecretBytes {
     }
 }
 
-impl From<Vec<u8>> for SecretBytes {
-    fn from(v: Vec<u8>) -> Self {
-        Self(v)
-    }
-}
-
 impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<redacted {} bytes>", self.0.len())
@@ -57,7 +51,8 @@ impl fmt::Debug for SecretBytes {
 }
 
 /// A secret string (a service-account token, a session token). Prints as `<redacted>`.
-#[derive(Clone, Default, PartialEq, Eq, Hash, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, Zeroize, ZeroizeOnDrop, serde::Deserialize)]
+#[serde(transparent)]
 pub struct SecretString(String);
 
 impl SecretString {
@@ -78,12 +73,6 @@ impl SecretString {
 impl fmt::Debug for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for SecretString {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Self)
     }
 }
 

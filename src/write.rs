@@ -33,27 +33,28 @@ pub fn write_all<F: Borrow<RenderedFile>>(target: &Path, files: &[F]) -> Result<
         return Err(WriteError::NoTarget(target.to_owned()));
     }
     let mut staged: Vec<(PathBuf, PathBuf, &str)> = Vec::with_capacity(files.len());
-    let result = files.iter().map(Borrow::borrow).try_for_each(|file| {
-        let (temp, dest) = stage(target, file)?;
-        staged.push((temp, dest, &file.path));
-        Ok(())
-    });
-    if let Err(e) = result {
-        for (temp, _, _) in &staged {
-            let _ = fs::remove_file(temp);
-        }
-        return Err(e);
+    let mut renamed = 0;
+    let result = files
+        .iter()
+        .map(Borrow::borrow)
+        .try_for_each(|file| {
+            let (temp, dest) = stage(target, file)?;
+            staged.push((temp, dest, &file.path));
+            Ok(())
+        })
+        .and_then(|()| {
+            staged.iter().try_for_each(|(temp, dest, path)| {
+                fs::rename(temp, dest)
+                    .map_err(|source| WriteError::Io { path: (*path).to_owned(), source })?;
+                renamed += 1;
+                Ok(())
+            })
+        });
+    // Renames done cannot be undone; leave no temp files behind at least.
+    for (temp, _, _) in &staged[renamed..] {
+        let _ = fs::remove_file(temp);
     }
-    for (i, (temp, dest, path)) in staged.iter().enumerate() {
-        if let Err(source) = fs::rename(temp, dest) {
-            // Earlier renames cannot be undone; leave no temp files behind at least.
-            for (temp, _, _) in &staged[i..] {
-                let _ = fs::remove_file(temp);
-            }
-            return Err(WriteError::Io { path: (*path).to_owned(), source });
-        }
-    }
-    Ok(())
+    result
 }
 
 /// Writes one file's contents to a fresh temp file next to its destination.
@@ -62,9 +63,7 @@ fn stage(target: &Path, file: &RenderedFile) -> Result<(PathBuf, PathBuf), Write
     let dir = ensure_parent(target, &file.path)?;
     let name = file.path.rsplit('/').next().unwrap_or(&file.path);
     let dest = dir.join(name);
-    if let Ok(meta) = fs::symlink_metadata(&dest)
-        && meta.is_dir()
-    {
+    if fs::symlink_metadata(&dest).is_ok_and(|meta| meta.is_dir()) {
         return Err(WriteError::Unsafe {
             path: file.path.clone(),
             reason: "a directory of that name exists".into(),
@@ -92,9 +91,7 @@ fn stage(target: &Path, file: &RenderedFile) -> Result<(PathBuf, PathBuf), Write
 /// Creates the directories of `path` below `target`, refusing to pass through symlinks.
 fn ensure_parent(target: &Path, path: &str) -> Result<PathBuf, WriteError> {
     let mut dir = target.to_owned();
-    let mut components: Vec<&str> = path.split('/').collect();
-    components.pop();
-    for component in components {
+    for component in path.rsplit_once('/').into_iter().flat_map(|(parents, _)| parents.split('/')) {
         dir.push(component);
         match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}

@@ -6,6 +6,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::class::ObjectType;
+use crate::error::find_cause;
 
 /// The kind of failure, which decides failover and the gRPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,22 +56,10 @@ pub struct FetchError {
 }
 
 impl FetchError {
-    /// A failure fetching `secret` in `region`.
-    pub fn for_ref(
-        secret: &super::SecretRef,
-        region: &str,
-        class: ErrorClass,
-        code: Option<String>,
-        message: String,
-    ) -> Self {
-        Self {
-            what: secret.to_string(),
-            object_type: secret.object_type,
-            region: region.to_owned(),
-            class,
-            code,
-            message,
-        }
+    /// A failure fetching `secret` in `region`, as [`classify`] (or the caller) classed it.
+    pub fn for_ref(secret: &super::SecretRef, region: &str, (class, code, message): Classified) -> Self {
+        let (what, object_type, region) = (secret.to_string(), secret.object_type, region.to_owned());
+        Self { what, object_type, region, class, code, message }
     }
 
     /// What the failure means for the user; decided here, where the AWS codes are known.
@@ -158,6 +147,9 @@ const THROTTLING_CODES: &[&str] = &[
 /// Most characters of AWS's own error message that reach a status or a log line.
 const MAX_AWS_MESSAGE_CHARS: usize = 200;
 
+/// A failure's class, AWS error code and message.
+pub type Classified = (ErrorClass, Option<String>, String);
+
 /// Classifies an SDK error into (class, AWS code, message).
 ///
 /// The one redaction rule for SDK errors crossing our boundary: the message is our own,
@@ -166,7 +158,7 @@ const MAX_AWS_MESSAGE_CHARS: usize = 200;
 /// cannot read holds the decrypted value) or the request. The only text taken from AWS is a
 /// service error's message, which says what to fix ("Secrets Manager can't find the
 /// specified secret."), capped and stripped to printable characters.
-pub fn classify<E>(err: &SdkError<E, HttpResponse>) -> (ErrorClass, Option<String>, String)
+pub fn classify<E>(err: &SdkError<E, HttpResponse>) -> Classified
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -205,21 +197,23 @@ where
         SdkError::DispatchFailure(failure) => {
             let (class, what) = if failure.is_timeout() {
                 (ErrorClass::Timeout, "the connection timed out".to_owned())
-            } else if let Some(problem) = failure.as_connector_error().and_then(|e| untrusted_certificate(e))
+            } else if let Some(rustls::Error::InvalidCertificate(problem)) =
+                failure.as_connector_error().and_then(|e| find_cause::<rustls::Error>(e))
             {
                 (
                     ErrorClass::Network,
                     format!(
-                        "the endpoint's TLS certificate is not trusted ({problem}): a TLS-intercepting \
+                        "the endpoint's TLS certificate is not trusted ({problem:?}): a TLS-intercepting \
                          proxy or an endpoint override needs its CA in the provider's trust store \
                          (SSL_CERT_FILE)"
                     ),
                 )
             } else if failure.is_io() {
+                // The I/O error's kind: an enum, so it names no host, path or data.
                 let kind = failure
                     .as_connector_error()
-                    .and_then(|e| io_kind(e))
-                    .map_or_else(String::new, |k| format!(" ({k:?})"));
+                    .and_then(|e| find_cause::<std::io::Error>(e))
+                    .map_or_else(String::new, |e| format!(" ({:?})", e.kind()));
                 (ErrorClass::Network, format!("connection failed{kind}"))
             } else {
                 (ErrorClass::Network, "the request could not be sent".to_owned())
@@ -239,20 +233,6 @@ where
 /// The message for an answer the SDK could not read.
 fn malformed(status: u16) -> String {
     format!("malformed answer from AWS (HTTP {status}): the response could not be read")
-}
-
-/// The kind of the I/O error behind a dispatch failure: an enum, so it names no host, path
-/// or data.
-fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
-    crate::error::find_cause::<std::io::Error>(error).map(std::io::Error::kind)
-}
-
-/// Why the peer's certificate was refused, when that is why the connection failed.
-fn untrusted_certificate(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    match crate::error::find_cause::<rustls::Error>(error)? {
-        rustls::Error::InvalidCertificate(problem) => Some(format!("{problem:?}")),
-        _ => None,
-    }
 }
 
 /// Text from AWS made safe to show: printable ASCII only (AWS's messages are English; no

@@ -114,7 +114,7 @@ pub async fn list(
 /// A store that forgot a ref is a bug; report it rather than panic.
 pub fn missing(r: &SecretRef, target: &FetchTarget) -> FetchError {
     let message = "no result was produced for this object".into();
-    FetchError::for_ref(r, &target.region, super::ErrorClass::Server, None, message)
+    FetchError::for_ref(r, &target.region, (super::ErrorClass::Server, None, message))
 }
 
 #[cfg(test)]

@@ -94,14 +94,7 @@ pub fn value(value: &str, version: &str) -> FetchedSecret {
 
 /// A failure of `r` in `region`, of `class`.
 pub fn error(r: &SecretRef, region: &str, class: ErrorClass) -> FetchError {
-    FetchError {
-        what: r.to_string(),
-        object_type: r.object_type,
-        region: region.into(),
-        class,
-        code: None,
-        message: class.label().into(),
-    }
+    FetchError::for_ref(r, region, (class, None, class.label().into()))
 }
 
 /// The latest version of Secrets Manager secret `name`.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
-use super::{AwsStore, ErrorClass, FetchError, FetchTarget, FetchedSecret, SecretRef, classify};
+use super::{AwsStore, Classified, ErrorClass, FetchError, FetchTarget, FetchedSecret, SecretRef, classify};
 use crate::class::{Collection, ObjectType};
 use crate::secret::SecretBytes;
 
@@ -21,25 +21,20 @@ pub(super) async fn list(
     max: usize,
 ) -> Result<Entries, FetchError> {
     let (limiter, metrics) = (aws.limiter.as_ref(), aws.metrics.as_ref());
-    let error = |class, code, message: String| FetchError {
+    let error = |(class, code, message): Classified| FetchError {
         what: collection.to_string(),
-        object_type: match collection {
-            Collection::ParameterPath { .. } => ObjectType::SsmParameter,
-            Collection::SecretList { .. } => ObjectType::SecretsManager,
-        },
+        object_type: collection.object_type(),
         region: target.region.clone(),
         class,
         code,
         message,
     };
+    let shutting_down = |_| error((ErrorClass::Server, None, "shutting down".into()));
     let too_many = || {
-        error(
-            ErrorClass::Client,
-            None,
-            format!(
-                "more than maxCount ({max}) entries match; raise maxCount (up to 1000) or narrow the path"
-            ),
-        )
+        let message = format!(
+            "more than maxCount ({max}) entries match; raise maxCount (up to 1000) or narrow the path"
+        );
+        error((ErrorClass::Client, None, message))
     };
     let mut entries = match collection {
         Collection::ParameterPath { path, recursive } => {
@@ -54,22 +49,16 @@ pub(super) async fn list(
                 .send();
             let mut entries = Entries::new();
             loop {
-                let _permit = limiter
-                    .acquire()
-                    .await
-                    .map_err(|_| error(ErrorClass::Server, None, "shutting down".into()))?;
+                let _permit = limiter.acquire().await.map_err(shutting_down)?;
                 let started = Instant::now();
                 let Some(page) = pages.next().await else { break };
                 let outcome = page.as_ref().map_or_else(|e| classify(e).0.label(), |_| "success");
                 metrics.aws_request("ssm", "GetParametersByPath", outcome, started.elapsed());
-                let page = page.map_err(|e| {
-                    let (class, code, message) = classify(&e);
-                    error(class, code, message)
-                })?;
+                let page = page.map_err(|e| error(classify(&e)))?;
                 for parameter in page.parameters.unwrap_or_default() {
                     let (Some(name), Some(value)) = (parameter.name, parameter.value) else {
                         let message = super::parameterstore::MALFORMED_PARAMETER.into();
-                        return Err(error(ErrorClass::Server, None, message));
+                        return Err(error((ErrorClass::Server, None, message)));
                     };
                     let version = parameter.version.to_string();
                     entries.push((name, FetchedSecret { value: SecretBytes::from(value), version }));
@@ -92,23 +81,17 @@ pub(super) async fn list(
             }
             let mut pages =
                 client.list_secrets().set_filters(Some(filters)).max_results(100).into_paginator().send();
-            let mut names = Vec::new();
+            let mut refs = Vec::new();
             loop {
                 let started = Instant::now();
                 let page = {
-                    let _permit = limiter
-                        .acquire()
-                        .await
-                        .map_err(|_| error(ErrorClass::Server, None, "shutting down".into()))?;
+                    let _permit = limiter.acquire().await.map_err(shutting_down)?;
                     pages.next().await
                 };
                 let Some(page) = page else { break };
                 let outcome = page.as_ref().map_or_else(|e| classify(e).0.label(), |_| "success");
                 metrics.aws_request("secretsmanager", "ListSecrets", outcome, started.elapsed());
-                let page = page.map_err(|e| {
-                    let (class, code, message) = classify(&e);
-                    error(class, code, message)
-                })?;
+                let page = page.map_err(|e| error(classify(&e)))?;
                 for entry in page.secret_list.unwrap_or_default() {
                     let name = entry.name.clone().unwrap_or_default();
                     // AWS filters match loosely (prefix words, any tag key/value): be exact.
@@ -120,32 +103,23 @@ pub(super) async fn list(
                             .any(|t| t.key.as_deref() == Some(k) && t.value.as_deref() == Some(v))
                     });
                     if has_prefix && has_tags && entry.deleted_date.is_none() {
-                        names.push(name);
+                        let object_type = ObjectType::SecretsManager;
+                        refs.push(SecretRef { object_type, name, version: None, version_label: None });
                     }
                 }
-                if names.len() > max {
+                if refs.len() > max {
                     return Err(too_many());
                 }
             }
-            let refs: Vec<SecretRef> = names
-                .iter()
-                .map(|name| SecretRef {
-                    object_type: ObjectType::SecretsManager,
-                    name: name.clone(),
-                    version: None,
-                    version_label: None,
-                })
-                .collect();
             let borrowed: Vec<&SecretRef> = refs.iter().collect();
             let mut fetched = super::secretsmanager::fetch_all(aws, target, &borrowed).await;
             let mut entries = Entries::new();
             for r in refs {
                 match fetched.remove(&r) {
                     Some(Ok(value)) => entries.push((r.name, value)),
+                    Some(Err(e)) if e.code.as_deref() != Some("ResourceNotFoundException") => return Err(e),
                     // Deleted between listing and fetching: not part of the set any more.
-                    Some(Err(e)) if e.code.as_deref() == Some("ResourceNotFoundException") => {}
-                    Some(Err(e)) => return Err(e),
-                    None => {}
+                    _ => {}
                 }
             }
             entries

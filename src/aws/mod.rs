@@ -24,7 +24,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 
-pub use error::{ErrorClass, FailureKind, FetchError, classify};
+pub use error::{Classified, ErrorClass, FailureKind, FetchError, classify};
 
 use crate::class::{Collection, ObjectType};
 use crate::metrics::Metrics;
@@ -89,19 +89,7 @@ pub trait SecretStore: Send + Sync {
     fn fetch<'a>(&'a self, target: &'a FetchTarget, refs: &'a [SecretRef]) -> BoxFuture<'a, FetchResults>;
 
     /// Fetches every entry of a collection (at most `max`), sorted by name.
-    fn list<'a>(&'a self, target: &'a FetchTarget, collection: &'a Collection, max: usize) -> Listing<'a> {
-        let _ = max;
-        Box::pin(async move {
-            Err(FetchError {
-                what: collection.to_string(),
-                object_type: ObjectType::SecretsManager,
-                region: target.region.clone(),
-                class: ErrorClass::Client,
-                code: None,
-                message: "this store cannot list collections".into(),
-            })
-        })
-    }
+    fn list<'a>(&'a self, target: &'a FetchTarget, collection: &'a Collection, max: usize) -> Listing<'a>;
 }
 
 /// How the provider talks to AWS.
@@ -175,10 +163,23 @@ pub fn sts_config(sdk: &SdkConfig) -> SdkConfig {
     builder.build()
 }
 
+/// The real AWS: Secrets Manager GetSecretValue and SSM GetParameters.
+#[derive(Clone)]
+pub struct AwsStore {
+    sdk: SdkConfig,
+    /// Caps requests in flight so a node-wide mount storm stays within AWS quotas.
+    limiter: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
 // SDK clients are built per call, not cached: with the one shared HTTPS client
 // ([`http`]) building one costs no I/O and no TLS set-up, and a cache keyed by the
 // credentials measured no faster at node boot or rotation (BENCHMARKS.md).
 impl AwsStore {
+    pub fn new(sdk: SdkConfig, max_concurrent_requests: usize, metrics: Arc<Metrics>) -> Self {
+        Self { sdk, limiter: Arc::new(Semaphore::new(max_concurrent_requests.max(1))), metrics }
+    }
+
     /// A Secrets Manager client for one region and identity.
     fn secretsmanager_client(&self, target: &FetchTarget) -> aws_sdk_secretsmanager::Client {
         let config = aws_sdk_secretsmanager::config::Builder::from(&self.sdk)
@@ -195,26 +196,6 @@ impl AwsStore {
             .credentials_provider(target.credentials.clone())
             .build();
         aws_sdk_ssm::Client::from_conf(config)
-    }
-}
-
-/// The real AWS: Secrets Manager GetSecretValue and SSM GetParameters.
-#[derive(Clone)]
-pub struct AwsStore {
-    sdk: SdkConfig,
-    /// Caps requests in flight so a node-wide mount storm stays within AWS quotas.
-    limiter: Arc<Semaphore>,
-    metrics: Arc<Metrics>,
-}
-
-impl AwsStore {
-    pub fn new(sdk: SdkConfig, max_concurrent_requests: usize, metrics: Arc<Metrics>) -> Self {
-        Self { sdk, limiter: Arc::new(Semaphore::new(max_concurrent_requests.max(1))), metrics }
-    }
-
-    /// The SDK configuration (for the default credentials chain).
-    pub fn sdk_config(&self) -> &SdkConfig {
-        &self.sdk
     }
 }
 

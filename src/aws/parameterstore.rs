@@ -9,7 +9,8 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use super::{
-    AwsStore, ErrorClass, FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef, classify,
+    AwsStore, Classified, ErrorClass, FetchError, FetchResults, FetchTarget, FetchedSecret, SecretRef,
+    classify,
 };
 use crate::class::Arn;
 use crate::metrics::Metrics;
@@ -59,17 +60,13 @@ fn selector_name(r: &SecretRef) -> String {
 /// Whether a returned parameter is the one requested as `requested` (a name or an ARN).
 fn matches(requested: &str, parameter: &Parameter) -> bool {
     let name = parameter.name().unwrap_or_default();
-    if requested == name || parameter.arn() == Some(requested) {
-        return true;
-    }
     // An ARN's resource is "parameter/NAME" for "/NAME" and for "NAME" alike.
-    match Arn::parse(requested) {
-        Ok(arn) if Arn::looks_like(requested) => arn
-            .resource
-            .strip_prefix("parameter")
-            .is_some_and(|rest| rest.trim_start_matches('/') == name.trim_start_matches('/')),
-        _ => false,
-    }
+    requested == name
+        || parameter.arn() == Some(requested)
+        || Arn::parse(requested).is_ok_and(|arn| {
+            let rest = arn.resource.strip_prefix("parameter");
+            rest.is_some_and(|rest| rest.trim_start_matches('/') == name.trim_start_matches('/'))
+        })
 }
 
 /// AWS treats a root-level name with and without its leading '/' as the same parameter and
@@ -87,14 +84,12 @@ async fn fetch_batch(
     region: &str,
     batch: &[&SecretRef],
 ) -> Vec<(SecretRef, Result<FetchedSecret, FetchError>)> {
-    let error = |r: &SecretRef, class, code: Option<String>, message: String| {
-        FetchError::for_ref(r, region, class, code, message)
-    };
-    let fail_all = |class, code: Option<String>, message: String| {
-        batch.iter().map(|r| ((*r).clone(), Err(error(r, class, code.clone(), message.clone())))).collect()
+    let error = |r: &SecretRef, classified| FetchError::for_ref(r, region, classified);
+    let fail_all = |classified: Classified| {
+        batch.iter().map(|r| ((*r).clone(), Err(error(r, classified.clone())))).collect()
     };
     let Ok(_permit) = limiter.acquire().await else {
-        return fail_all(ErrorClass::Server, None, "the provider is shutting down".into());
+        return fail_all((ErrorClass::Server, None, "the provider is shutting down".into()));
     };
     let names: Vec<String> = batch.iter().map(|r| selector_name(r)).collect();
     let started = Instant::now();
@@ -103,10 +98,7 @@ async fn fetch_batch(
     metrics.aws_request("ssm", "GetParameters", outcome, started.elapsed());
     let output = match sent {
         Ok(output) => output,
-        Err(e) => {
-            let (class, code, message) = classify(&e);
-            return fail_all(class, code, message);
-        }
+        Err(e) => return fail_all(classify(&e)),
     };
     let invalid = output.invalid_parameters.unwrap_or_default();
     let mut parameters = output.parameters.unwrap_or_default();
@@ -115,7 +107,7 @@ async fn fetch_batch(
         .zip(&names)
         .map(|(r, name)| {
             let result = if invalid.iter().any(|i| i == name || i == &r.name) {
-                Err(error(r, ErrorClass::Client, Some("ParameterNotFound".into()), "not found".into()))
+                Err(error(r, (ErrorClass::Client, Some("ParameterNotFound".into()), "not found".into())))
             } else if let Some(i) = parameters
                 .iter()
                 .position(|p| matches(&r.name, p))
@@ -128,15 +120,11 @@ async fn fetch_batch(
                     Some(value) if p.version > 0 => {
                         Ok(FetchedSecret { version: p.version.to_string(), value: SecretBytes::from(value) })
                     }
-                    _ => Err(error(r, ErrorClass::Server, None, MALFORMED_PARAMETER.into())),
+                    _ => Err(error(r, (ErrorClass::Server, None, MALFORMED_PARAMETER.into()))),
                 }
             } else {
-                Err(error(
-                    r,
-                    ErrorClass::Client,
-                    Some("ParameterNotFound".into()),
-                    "AWS returned no parameter of this name; check the name (and its leading '/')".into(),
-                ))
+                let message = "AWS returned no parameter of this name; check the name (and its leading '/')";
+                Err(error(r, (ErrorClass::Client, Some("ParameterNotFound".into()), message.into())))
             };
             ((*r).clone(), result)
         })

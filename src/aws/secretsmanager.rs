@@ -35,11 +35,11 @@ async fn fetch_one(
     region: &str,
     secret: &SecretRef,
 ) -> Result<FetchedSecret, FetchError> {
-    let error = |class, code, message| FetchError::for_ref(secret, region, class, code, message);
+    let error = |classified| FetchError::for_ref(secret, region, classified);
     let _permit = limiter
         .acquire()
         .await
-        .map_err(|_| error(super::ErrorClass::Server, None, "the provider is shutting down".into()))?;
+        .map_err(|_| error((super::ErrorClass::Server, None, "the provider is shutting down".into())))?;
     let output = client
         .get_secret_value()
         .secret_id(&secret.name)
@@ -47,20 +47,14 @@ async fn fetch_one(
         .set_version_stage(secret.version_label.clone())
         .send()
         .await
-        .map_err(|e| {
-            let (class, code, message) = classify(&e);
-            error(class, code, message)
-        })?;
+        .map_err(|e| error(classify(&e)))?;
     let version = output.version_id().unwrap_or_default().to_owned();
     let value = match (output.secret_string, output.secret_binary) {
         (Some(text), _) => SecretBytes::from(text),
-        (None, Some(blob)) => SecretBytes::from(blob.into_inner()),
+        (None, Some(blob)) => SecretBytes::new(blob.into_inner()),
         (None, None) => {
-            return Err(error(
-                super::ErrorClass::Server,
-                None,
-                "malformed answer from AWS (HTTP 200): neither SecretString nor SecretBinary".into(),
-            ));
+            let message = "malformed answer from AWS (HTTP 200): neither SecretString nor SecretBinary";
+            return Err(error((super::ErrorClass::Server, None, message.into())));
         }
     };
     Ok(FetchedSecret { value, version })

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared, WeakShared};
 
-use super::{FetchResults, FetchTarget, FetchedSecret, SecretRef, SecretStore};
+use super::{FetchResults, FetchTarget, FetchedSecret, Listing, SecretRef, SecretStore};
 use crate::class::Collection;
 use crate::metrics::Metrics;
 
@@ -149,13 +149,13 @@ impl SecretStore for SharedStore {
                 for (secret, key) in missing {
                     match in_flight.batches.get(&key).and_then(|(_, batch)| batch.upgrade()) {
                         Some(batch) => waits.push((secret.clone(), batch)),
-                        None => start.push(secret.clone()),
+                        None => start.push(key),
                     }
                 }
                 self.count(results.len(), waits.len(), start.len());
                 if !start.is_empty() {
                     let batch = self.start_batch(&mut in_flight, target, start.clone());
-                    waits.extend(start.into_iter().map(|secret| (secret, batch.clone())));
+                    waits.extend(start.into_iter().map(|key| (key.secret, batch.clone())));
                 }
             }
             for (secret, batch) in waits {
@@ -170,12 +170,7 @@ impl SecretStore for SharedStore {
         })
     }
 
-    fn list<'a>(
-        &'a self,
-        target: &'a FetchTarget,
-        collection: &'a Collection,
-        max: usize,
-    ) -> super::Listing<'a> {
+    fn list<'a>(&'a self, target: &'a FetchTarget, collection: &'a Collection, max: usize) -> Listing<'a> {
         // Collections are listed afresh by every mount: their membership is what changes.
         self.inner.list(target, collection, max)
     }
@@ -193,24 +188,17 @@ impl SharedStore {
         }
     }
 
-    /// Registers a batch fetching `refs`. It runs while a mount awaits it; the mount that
+    /// Registers a batch fetching `keys`. It runs while a mount awaits it; the mount that
     /// sees it finish settles the shared state (caches the values, unregisters the batch).
     /// Called with the lock held, so the batch cannot settle before it is registered.
-    fn start_batch(&self, in_flight: &mut InFlight, target: &FetchTarget, refs: Vec<SecretRef>) -> Batch {
+    fn start_batch(&self, in_flight: &mut InFlight, target: &FetchTarget, keys: Vec<Key>) -> Batch {
         let id = in_flight.next_batch;
         in_flight.next_batch += 1;
         let inner = self.inner.clone();
         let state = self.in_flight.clone();
         let values = self.values.clone();
         let target = target.clone();
-        let keys: Vec<Key> = refs
-            .iter()
-            .map(|secret| Key {
-                identity: target.identity.clone(),
-                region: target.region.clone(),
-                secret: secret.clone(),
-            })
-            .collect();
+        let refs: Vec<SecretRef> = keys.iter().map(|key| key.secret.clone()).collect();
         let settle_keys = keys.clone();
         let future: BatchFuture = async move {
             let results = inner.fetch(&target, &refs).await;

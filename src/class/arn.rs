@@ -22,21 +22,17 @@ impl Arn {
     /// Parses an ARN; the resource keeps any further `:` (Secrets Manager uses one).
     pub fn parse(name: &str) -> Result<Self, String> {
         let parts: Vec<&str> = name.splitn(6, ':').collect();
-        if parts.len() != 6 || parts[0] != "arn" {
+        let ["arn", partition, service, region, account, resource] = parts[..] else {
             return Err(format!(
                 "{name:?} is not a valid ARN: expected arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE"
             ));
-        }
-        if parts[2].is_empty() || parts[5].is_empty() {
+        };
+        if service.is_empty() || resource.is_empty() {
             return Err(format!("{name:?} is not a valid ARN: its service or resource is empty"));
         }
-        Ok(Self {
-            partition: parts[1].to_owned(),
-            service: parts[2].to_owned(),
-            region: parts[3].to_owned(),
-            account: parts[4].to_owned(),
-            resource: parts[5].to_owned(),
-        })
+        let [partition, service, region, account, resource] =
+            [partition, service, region, account, resource].map(str::to_owned);
+        Ok(Self { partition, service, region, account, resource })
     }
 
     /// The same ARN in another region: how a replicated secret is named there.

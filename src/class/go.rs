@@ -18,12 +18,9 @@ pub fn parse_bool(value: &str) -> Option<bool> {
 
 /// A boolean field: unset is `false`; `what` names it in the error.
 pub fn parse_bool_field(what: &str, value: &Option<String>) -> Result<bool, String> {
-    match set(value) {
-        None => Ok(false),
-        Some(v) => {
-            parse_bool(v).ok_or_else(|| format!("{what} {v:?} is not a boolean: use \"true\" or \"false\""))
-        }
-    }
+    set(value).map_or(Ok(false), |v| {
+        parse_bool(v).ok_or_else(|| format!("{what} {v:?} is not a boolean: use \"true\" or \"false\""))
+    })
 }
 
 /// A `filePermission`: four octal digits, as ASCP's `^[0-7]{4}$`, and at most 0777.

@@ -79,10 +79,7 @@ pub fn summary(items: &[String], what: &str) -> String {
     let mut text = String::new();
     let mut shown = 0;
     for item in items.iter().take(SHOWN) {
-        let mut cut = item.len().min(SHOWN_BYTES);
-        while !item.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = item.floor_char_boundary(SHOWN_BYTES);
         if shown > 0 && text.len() + cut > SHOWN_TOTAL {
             break;
         }

@@ -14,23 +14,16 @@ use super::raw::did_you_mean;
 /// The SecretProviderClass parameters, as strings, as the driver passes them in the Mount
 /// attributes.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Parameters {
-    #[serde(default)]
     pub objects: Option<String>,
-    #[serde(default)]
     pub region: Option<String>,
-    #[serde(default, rename = "failoverRegion")]
     pub failover_region: Option<String>,
-    #[serde(default, rename = "pathTranslation")]
     pub path_translation: Option<String>,
-    #[serde(default, rename = "usePodIdentity")]
     pub use_pod_identity: Option<String>,
-    #[serde(default, rename = "preferredAddressType")]
     pub preferred_address_type: Option<String>,
     /// Beyond ASCP: a role to assume with the pod's credentials before fetching.
-    #[serde(default, rename = "assumeRoleArn")]
     pub assume_role_arn: Option<String>,
-    #[serde(default, rename = "assumeRoleExternalId")]
     pub assume_role_external_id: Option<String>,
     /// Every other key: the driver's volume context, or a parameter nobody reads (a typo).
     #[serde(flatten)]

@@ -150,7 +150,7 @@ pub fn parse_objects(yaml: &str, limits: &Limits, lines: Lines) -> Result<RawObj
                     expand_json: fields.text("expandJson"),
                     expand_json_keys: fields.text_list("expandJsonKeys"),
                 };
-                fields.finish(&mut out);
+                fields.finish(&mut out.problems, &mut out.warnings);
                 out.objects.push(object);
             }
             other => {
@@ -309,7 +309,7 @@ impl<'a, 'p> Fields<'a, 'p> {
                 Value::Mapping(map) => {
                     let mut fields = Fields::new(map, format!("{}.{key}[{index}]", self.at), self.context);
                     out.push(read(&mut fields));
-                    self.absorb(fields);
+                    fields.finish(&mut self.problems, &mut self.warnings);
                 }
                 other => self.wrong(&format!("{key}[{index}]"), "a mapping", Some(other)),
             }
@@ -324,7 +324,7 @@ impl<'a, 'p> Fields<'a, 'p> {
             Value::Mapping(map) => {
                 let mut fields = Fields::new(map, format!("{}.{key}", self.at), self.context);
                 let value = read(&mut fields);
-                self.absorb(fields);
+                fields.finish(&mut self.problems, &mut self.warnings);
                 Some(value)
             }
             other => {
@@ -332,12 +332,6 @@ impl<'a, 'p> Fields<'a, 'p> {
                 None
             }
         }
-    }
-
-    fn absorb(&mut self, mut inner: Fields<'a, 'p>) {
-        inner.warn_unknown();
-        self.problems.append(&mut inner.problems);
-        self.warnings.append(&mut inner.warnings);
     }
 
     /// Warns about every key nobody read, with a "did you mean" for near misses.
@@ -356,10 +350,11 @@ impl<'a, 'p> Fields<'a, 'p> {
         }
     }
 
-    fn finish(mut self, out: &mut RawObjects) {
+    /// Ends this mapping: its unknown keys warned, its messages handed to its parent's.
+    fn finish(mut self, problems: &mut Vec<String>, warnings: &mut Vec<String>) {
         self.warn_unknown();
-        out.problems.append(&mut self.problems);
-        out.warnings.append(&mut self.warnings);
+        problems.append(&mut self.problems);
+        warnings.append(&mut self.warnings);
     }
 }
 

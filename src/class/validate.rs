@@ -403,13 +403,12 @@ pub(super) fn file_conflicts(claims: &[Claim]) -> Vec<String> {
     let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
     let mut problems = Vec::new();
     for Claim { file, owner } in claims {
-        match owners.get(file.as_str()) {
-            Some(first) => problems.push(format!(
+        if let Some(first) = owners.get(file.as_str()) {
+            problems.push(format!(
                 "{first} and {owner} would both write the file {file:?}: give one of them a distinct objectAlias"
-            )),
-            None => {
-                owners.insert(file, owner);
-            }
+            ));
+        } else {
+            owners.insert(file, owner);
         }
     }
     // With pathTranslation False, "a" and "a/b" cannot both exist.

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::ErrorClass;
 use crate::class::{AssumeRole, AuthMethod};
-use crate::kube::{ClusterError, ClusterLookup};
+use crate::kube::{ClusterError, KubeLookup};
 use crate::metrics::Metrics;
 use crate::request::Pod;
 use crate::secret::SecretString;
@@ -121,7 +121,7 @@ pub trait CredentialSource: Send + Sync {
 
 /// The provider's own credentials (the SDK's default chain), whatever the pod. For tests and
 /// single-tenant setups only; the provider binary uses [`PodCredentials`].
-pub struct ProviderCredentials(pub Option<SharedCredentialsProvider>);
+pub struct ProviderCredentials(pub SharedCredentialsProvider);
 
 impl CredentialSource for ProviderCredentials {
     fn credentials<'a>(
@@ -130,11 +130,8 @@ impl CredentialSource for ProviderCredentials {
         _auth: AuthMethod,
         _regions: &'a [String],
     ) -> IdentityFuture<'a> {
-        let result =
-            self.0.clone().map(|credentials| Identity { credentials, key: "provider".into() }).ok_or_else(
-                || IdentityError::NoCredentials("the SDK's default credential chain found none".into()),
-            );
-        Box::pin(async move { result })
+        let identity = Identity { credentials: self.0.clone(), key: "provider".into() };
+        Box::pin(async move { Ok(identity) })
     }
 }
 
@@ -160,34 +157,27 @@ impl CredentialKey {
             hasher.update((bytes.len() as u64).to_be_bytes());
             hasher.update(bytes);
         };
-        match self {
+        let (texts, last): (Vec<&str>, Option<Vec<u8>>) = match self {
             Self::IrsaClass { namespace, service_account, role } => {
-                for p in ["irsa-class", namespace, service_account, role] {
-                    part(p.as_bytes());
-                }
+                (vec!["irsa-class", namespace, service_account, role], None)
             }
             Self::IrsaToken { namespace, service_account, role, token } => {
-                for p in ["irsa-token", namespace, service_account, role] {
-                    part(p.as_bytes());
-                }
-                part(token);
+                (vec!["irsa-token", namespace, service_account, role], Some(token.to_vec()))
             }
             Self::PodIdentity { namespace, service_account, token } => {
-                for p in ["pod-identity", namespace, service_account] {
-                    part(p.as_bytes());
-                }
-                part(token);
+                (vec!["pod-identity", namespace, service_account], Some(token.to_vec()))
             }
+            // None and Some("") are different external ids.
             Self::Chained { base, role, external_id } => {
-                for p in ["chained", base, role] {
-                    part(p.as_bytes());
-                }
-                // None and Some("") are different external ids.
-                match external_id {
-                    Some(id) => part(format!("some:{id}").as_bytes()),
-                    None => part(b"none"),
-                }
+                let external = external_id.as_ref().map_or_else(|| "none".into(), |id| format!("some:{id}"));
+                (vec!["chained", base, role], Some(external.into_bytes()))
             }
+        };
+        for text in texts {
+            part(text.as_bytes());
+        }
+        if let Some(last) = last {
+            part(&last);
         }
         hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>().into()
     }
@@ -213,8 +203,8 @@ impl moka::Expiry<CredentialKey, Held> for HeldExpiry {
 /// The pod's own identity: IRSA or EKS Pod Identity, cached.
 pub struct PodCredentials {
     sts: SdkConfig,
-    cluster: Arc<dyn ClusterLookup>,
-    agent: Arc<PodIdentityAgent>,
+    cluster: Arc<KubeLookup>,
+    agent: PodIdentityAgent,
     verifier: Arc<TokenVerifier>,
     cache: moka::future::Cache<CredentialKey, Held>,
     metrics: Arc<Metrics>,
@@ -231,14 +221,14 @@ impl PodCredentials {
     /// unsigned). `verifier` decides which IRSA tokens may share their class's identity.
     pub fn new(
         sts: SdkConfig,
-        cluster: Arc<dyn ClusterLookup>,
+        cluster: Arc<KubeLookup>,
         agent: PodIdentityAgent,
         verifier: Arc<TokenVerifier>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let cache =
             moka::future::Cache::builder().max_capacity(CACHED_IDENTITIES).expire_after(HeldExpiry).build();
-        Self { sts, cluster, agent: Arc::new(agent), verifier, cache, metrics }
+        Self { sts, cluster, agent, verifier, cache, metrics }
     }
 
     async fn resolve(
@@ -254,7 +244,7 @@ impl PodCredentials {
             return Err(IdentityError::NoPodField("csi.storage.k8s.io/serviceAccount.name"));
         }
         let (namespace, service_account) = (pod.namespace.clone(), pod.service_account.clone());
-        let (method, key, made_from, result) = match auth {
+        match auth {
             AuthMethod::Irsa => {
                 let token = tokens::token_for(pod.tokens.as_ref(), tokens::IRSA_AUDIENCE)?;
                 let token_digest = digest(&token);
@@ -286,41 +276,34 @@ impl PodCredentials {
                     },
                 };
                 let session = irsa::session_name(&pod.namespace, &pod.service_account);
-                let result = self
-                    .held(&key, token_digest, async {
-                        across_regions(regions, &self.metrics, "AssumeRoleWithWebIdentity", |region| {
-                            let (sts, role, token, session) = (&self.sts, &role, &token, &session);
-                            async move { irsa::assume_role(sts, &region, role, token, session).await }
-                        })
-                        .await
+                self.held("irsa", key, token_digest, async {
+                    across_regions(regions, &self.metrics, "AssumeRoleWithWebIdentity", |region| {
+                        let (sts, role, token, session) = (&self.sts, &role, &token, &session);
+                        async move { irsa::assume_role(sts, &region, role, token, session).await }
                     })
-                    .await;
-                ("irsa", key, token_digest, result)
+                    .await
+                })
+                .await
             }
             AuthMethod::PodIdentity(preference) => {
                 let token = tokens::token_for(pod.tokens.as_ref(), tokens::POD_IDENTITY_AUDIENCE)?;
                 let token_digest = digest(&token);
                 let key = CredentialKey::PodIdentity { namespace, service_account, token: token_digest };
-                let agent = self.agent.clone();
-                let result = self
-                    .held(&key, token_digest, async {
-                        agent.credentials(&token, preference).await.map(with_expiry)
-                    })
-                    .await;
-                ("pod_identity", key, token_digest, result)
+                let fetch = async { self.agent.credentials(&token, preference).await.map(with_expiry) };
+                self.held("pod_identity", key, token_digest, fetch).await
             }
-        };
-        self.finish(method, &key, made_from, result)
+        }
     }
 
     /// The cached credentials for `key`, or those `fetch` makes (one fetch for concurrent
-    /// callers; errors are not cached), and whether they were fresh.
+    /// callers; errors are not cached), wrapped for the SDK; records where they came from.
     async fn held<F>(
         &self,
-        key: &CredentialKey,
+        method: &'static str,
+        key: CredentialKey,
         made_from: [u8; 32],
         fetch: F,
-    ) -> Result<(Held, bool), IdentityError>
+    ) -> Result<Identity, IdentityError>
     where
         F: std::future::Future<Output = Result<(Credentials, Instant), IdentityError>>,
     {
@@ -332,28 +315,16 @@ impl PodCredentials {
                 Ok::<_, IdentityError>(Held { credentials, expires, made_from })
             })
             .await
-            .map_err(|e: Arc<IdentityError>| (*e).clone())?;
-        let fresh = entry.is_fresh();
-        Ok((entry.into_value(), fresh))
-    }
-
-    /// Records where the credentials came from and wraps them for the SDK.
-    fn finish(
-        &self,
-        method: &'static str,
-        key: &CredentialKey,
-        made_from: [u8; 32],
-        result: Result<(Held, bool), IdentityError>,
-    ) -> Result<Identity, IdentityError> {
-        let source = match &result {
+            .map_err(|e: Arc<IdentityError>| (*e).clone());
+        let source = match &entry {
             Err(_) => "error",
-            Ok((_, true)) => "fetched",
-            Ok((held, false)) if held.made_from == made_from => "cached",
+            Ok(entry) if entry.is_fresh() => "fetched",
+            Ok(entry) if entry.value().made_from == made_from => "cached",
             Ok(_) => "shared",
         };
         self.metrics.credential(method, source);
-        let (held, _) = result?;
-        Ok(Identity { credentials: SharedCredentialsProvider::new(held.credentials), key: key.name() })
+        let credentials = SharedCredentialsProvider::new(entry?.into_value().credentials);
+        Ok(Identity { credentials, key: key.name() })
     }
 }
 
@@ -383,27 +354,17 @@ impl CredentialSource for PodCredentials {
             let session = irsa::session_name(&pod.namespace, &pod.service_account);
             // The chain is made from the base identity: its key stands in for the token.
             let made_from: [u8; 32] = Sha256::digest(base.key.as_bytes()).into();
-            let result = self
-                .held(&key, made_from, async {
-                    across_regions(regions, &self.metrics, "AssumeRole", |region| {
-                        let (sts, base, role, session) =
-                            (&self.sts, base.credentials.clone(), role, &session);
-                        async move {
-                            irsa::chain_role(
-                                sts,
-                                &region,
-                                base,
-                                &role.role_arn,
-                                role.external_id.as_deref(),
-                                session,
-                            )
-                            .await
-                        }
-                    })
-                    .await
+            self.held("assume_role", key, made_from, async {
+                across_regions(regions, &self.metrics, "AssumeRole", |region| {
+                    let (sts, base, role, session) = (&self.sts, base.credentials.clone(), role, &session);
+                    async move {
+                        let external_id = role.external_id.as_deref();
+                        irsa::chain_role(sts, &region, base, &role.role_arn, external_id, session).await
+                    }
                 })
-                .await;
-            self.finish("assume_role", &key, made_from, result)
+                .await
+            })
+            .await
         })
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 
-use crate::kube::{ClusterError, ClusterLookup, IssuerKeys};
+use crate::kube::{ClusterError, IssuerKeys, KubeLookup};
 use crate::secret::SecretString;
 
 /// Keys are read again this often, key rotation or not.
@@ -125,7 +125,7 @@ enum Keys {
 /// Verifies tokens with the issuer keys read through the Kubernetes API, cached and
 /// re-read on rotation (a token naming an unknown key), at most every few seconds.
 pub struct TokenVerifier {
-    cluster: Option<Arc<dyn ClusterLookup>>,
+    cluster: Option<Arc<KubeLookup>>,
     keys: RwLock<Keys>,
     /// Held while the keys are re-read: concurrent mounts wait for one read.
     refresh: tokio::sync::Mutex<()>,
@@ -133,7 +133,7 @@ pub struct TokenVerifier {
 
 impl TokenVerifier {
     /// Verifies against `cluster`'s issuer keys; `None` verifies nothing (sharing off).
-    pub fn new(cluster: Option<Arc<dyn ClusterLookup>>) -> Self {
+    pub fn new(cluster: Option<Arc<KubeLookup>>) -> Self {
         Self { cluster, keys: RwLock::new(Keys::Unknown), refresh: tokio::sync::Mutex::new(()) }
     }
 
@@ -184,7 +184,7 @@ impl TokenVerifier {
     }
 
     /// Reads the keys and keeps them; the caller holds `refresh`.
-    async fn read(&self, cluster: &dyn ClusterLookup) -> Result<Arc<IssuerKeys>, ClusterError> {
+    async fn read(&self, cluster: &KubeLookup) -> Result<Arc<IssuerKeys>, ClusterError> {
         let issuer = Arc::new(cluster.issuer_keys().await?);
         self.set(Keys::Known { issuer: issuer.clone(), read_at: Instant::now() });
         Ok(issuer)

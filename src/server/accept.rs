@@ -56,11 +56,6 @@ impl AcceptBackoff {
         tokio::time::sleep(self.next).await;
         self.next = (self.next * 2).min(MAX_BACKOFF);
     }
-
-    #[cfg(test)]
-    fn next_wait(&self) -> Duration {
-        self.next
-    }
 }
 
 /// EMFILE / ENFILE: no descriptor for the new connection.
@@ -78,14 +73,14 @@ mod tests {
         let emfile = io::Error::from_raw_os_error(libc::EMFILE);
         let mut waits = Vec::new();
         for _ in 0..9 {
-            waits.push(backoff.next_wait());
+            waits.push(backoff.next);
             backoff.failed(&emfile).await;
         }
         let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
         assert_eq!(ms, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
         assert_eq!(backoff.unlogged, 8, "one line per interval, the rest counted");
         backoff.succeeded();
-        assert_eq!(backoff.next_wait(), FIRST_BACKOFF);
+        assert_eq!(backoff.next, FIRST_BACKOFF);
     }
 
     #[test]

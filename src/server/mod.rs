@@ -31,7 +31,6 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 pub(crate) use accept::AcceptBackoff;
-pub use h2_authority_shim::AuthorityRewrite;
 pub use response::{MAX_RESPONSE_BYTES, NO_OBJECTS_ID};
 pub use service::ProviderService;
 
@@ -84,7 +83,7 @@ pub enum ServerError {
     #[error("cannot listen on {path:?}: {source}")]
     Socket { path: PathBuf, source: io::Error },
     #[error("gRPC reflection setup failed: {0}")]
-    Reflection(String),
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// Binds the socket: removes a stale one, and creates it with mode 0600 without ever
@@ -138,17 +137,12 @@ pub async fn run(
     let socket_id = file_id(path);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CsiDriverProviderServer<ProviderService>>().await;
-    let reflection = |builder: tonic_reflection::server::Builder<'static>| {
-        builder
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
-        .build_v1()
-        .map_err(|e| ServerError::Reflection(e.to_string()))?;
-    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
-        .build_v1alpha()
-        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
     let service = CsiDriverProviderServer::new(ProviderService::new(mounter, metrics.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         // The service checks the response against the driver's limit itself, with a clear

@@ -11,21 +11,37 @@ use crate::kube::ClusterError;
 
 /// The gRPC code of a failed mount.
 pub fn code(err: &MountError) -> Code {
+    classify(err).0
+}
+
+/// The `error` label of `mounts_total` and the `error_class` of the mount's log line.
+pub fn label(err: &MountError) -> &'static str {
+    classify(err).1
+}
+
+/// The table: every failure's code and label.
+fn classify(err: &MountError) -> (Code, &'static str) {
     match err {
-        MountError::Request(_)
-        | MountError::Class(_)
-        | MountError::TooManyObjects(_)
-        | MountError::NoRegion { .. }
-        | MountError::NodeRegion { .. }
-        | MountError::Render(_) => Code::InvalidArgument,
-        MountError::Region(e) => cluster_code(e),
-        MountError::Identity(e) => identity_code(e),
-        MountError::Fetch { failures, .. } => {
-            failures.first().map_or(Code::Internal, |f| fetch_code(f.primary().kind()))
+        MountError::Request(_) => (Code::InvalidArgument, "bad_request"),
+        MountError::Class(_) => (Code::InvalidArgument, "invalid_class"),
+        MountError::TooManyObjects(_) => (Code::InvalidArgument, "too_many_objects"),
+        MountError::NoRegion { .. } | MountError::NodeRegion { .. } => (Code::InvalidArgument, "no_region"),
+        MountError::Region(e) => (cluster_code(e), "no_region"),
+        MountError::Identity(e) => (identity_code(e), "identity"),
+        MountError::Fetch { failures, .. } => match failures.first().map(|f| f.primary().kind()) {
+            Some(FailureKind::NotFound) => (Code::NotFound, "not_found"),
+            Some(FailureKind::Denied) => (Code::PermissionDenied, "access_denied"),
+            Some(FailureKind::Unavailable) => (Code::Unavailable, "aws_unavailable"),
+            Some(FailureKind::Rejected) => (Code::InvalidArgument, "aws_client_error"),
+            None => (Code::Internal, "aws_client_error"),
+        },
+        MountError::Render(_) => (Code::InvalidArgument, "render"),
+        MountError::TooLarge { .. } | MountError::ResponseTooLarge { .. } => {
+            (Code::ResourceExhausted, "too_large")
         }
-        MountError::TooLarge { .. } | MountError::ResponseTooLarge { .. } => Code::ResourceExhausted,
-        MountError::Write(_) | MountError::Internal(_) => Code::Internal,
-        MountError::Deadline(_) => Code::DeadlineExceeded,
+        MountError::Write(_) => (Code::Internal, "write"),
+        MountError::Deadline(_) => (Code::DeadlineExceeded, "deadline"),
+        MountError::Internal(_) => (Code::Internal, "internal"),
     }
 }
 
@@ -51,37 +67,6 @@ fn identity_code(err: &IdentityError) -> Code {
         IdentityError::Sts { class, .. } if class.is_transient() => Code::Unavailable,
         IdentityError::Sts { .. } => Code::PermissionDenied,
         IdentityError::AgentUnavailable(_) => Code::Unavailable,
-    }
-}
-
-fn fetch_code(kind: FailureKind) -> Code {
-    match kind {
-        FailureKind::NotFound => Code::NotFound,
-        FailureKind::Denied => Code::PermissionDenied,
-        FailureKind::Unavailable => Code::Unavailable,
-        FailureKind::Rejected => Code::InvalidArgument,
-    }
-}
-
-/// The `error` label of `mounts_total` and the `error_class` of the mount's log line.
-pub fn label(err: &MountError) -> &'static str {
-    match err {
-        MountError::Request(_) => "bad_request",
-        MountError::Class(_) => "invalid_class",
-        MountError::TooManyObjects(_) => "too_many_objects",
-        MountError::NoRegion { .. } | MountError::Region(_) | MountError::NodeRegion { .. } => "no_region",
-        MountError::Identity(_) => "identity",
-        MountError::Fetch { failures, .. } => match failures.first().map(|f| f.primary().kind()) {
-            Some(FailureKind::Unavailable) => "aws_unavailable",
-            Some(FailureKind::NotFound) => "not_found",
-            Some(FailureKind::Denied) => "access_denied",
-            Some(FailureKind::Rejected) | None => "aws_client_error",
-        },
-        MountError::Render(_) => "render",
-        MountError::TooLarge { .. } | MountError::ResponseTooLarge { .. } => "too_large",
-        MountError::Write(_) => "write",
-        MountError::Deadline(_) => "deadline",
-        MountError::Internal(_) => "internal",
     }
 }
 
@@ -113,10 +98,6 @@ mod tests {
             message: "m".into(),
         };
         MountError::Fetch { failures: vec![FetchFailure::Primary(error)], total: 1 }
-    }
-
-    fn cluster(e: ClusterError) -> [MountError; 2] {
-        [MountError::Region(e.clone()), MountError::Identity(IdentityError::Cluster(e))]
     }
 
     fn sts(class: ErrorClass) -> MountError {
@@ -210,23 +191,14 @@ mod tests {
             (MountError::Deadline(Duration::from_secs(30)), Code::DeadlineExceeded, "deadline"),
             (MountError::Internal("writing the files"), Code::Internal, "internal"),
         ];
-        for (e, code, label) in [
-            (ClusterError::NotFound { what: what() }, Code::NotFound, ["no_region", "identity"]),
-            (
-                ClusterError::Forbidden { what: what(), status: 403 },
-                Code::PermissionDenied,
-                ["no_region", "identity"],
-            ),
-            (
-                ClusterError::Unavailable { what: what(), message: "m".into() },
-                Code::Unavailable,
-                ["no_region", "identity"],
-            ),
-            (ClusterError::InvalidName { what: what() }, Code::InvalidArgument, ["no_region", "identity"]),
+        for (e, code) in [
+            (ClusterError::NotFound { what: what() }, Code::NotFound),
+            (ClusterError::Forbidden { what: what(), status: 403 }, Code::PermissionDenied),
+            (ClusterError::Unavailable { what: what(), message: "m".into() }, Code::Unavailable),
+            (ClusterError::InvalidName { what: what() }, Code::InvalidArgument),
         ] {
-            let [region, identity] = cluster(e);
-            cases.push((region, code, label[0]));
-            cases.push((identity, code, label[1]));
+            cases.push((MountError::Region(e.clone()), code, "no_region"));
+            cases.push((IdentityError::Cluster(e).into(), code, "identity"));
         }
         cases.push((
             crate::class::TooManyObjects { count: 3, limit: 2, complete: true }.into(),
