@@ -15,9 +15,11 @@
 //! and one table at the server boundary ([`server::status`]) decides the gRPC status the
 //! driver reports in pod events; [`server::response`] builds the driver's response. The pure
 //! stages ([`request`], [`class`], [`render`], token checks in [`identity::verify`]) do no I/O
-//! and are unit-tested table-style; the I/O sits behind small traits ([`aws::SecretStore`],
-//! [`identity::CredentialSource`]) so the pipeline runs against fakes as well as against
-//! moto and stand-in servers in `tests/` (Kubernetes only against a stand-in API server). [`provider`] is the one
+//! and are tested table-style through their public API (`tests/stages.rs`, `tests/class.rs`;
+//! the unit tests in `src/` are those of private code); the I/O sits behind small traits
+//! ([`aws::SecretStore`], [`identity::CredentialSource`]) so the pipeline runs against fakes
+//! as well as against moto and stand-in servers in `tests/` (Kubernetes only against a
+//! stand-in API server). [`provider`] is the one
 //! composition root (used by the binary, the tests and the bench). Around the stages:
 //! [`aws::shared`] (shared in-flight fetches and the opt-in value cache), [`kube`] (cached,
 //! rate-limited API lookups and issuer discovery), [`metrics`] (Prometheus, health),
