@@ -417,9 +417,9 @@ mod tests {
             let mut input = input(objects);
             input.pod.name = pod.into();
             input.default_mode = mode;
-            // The driver adds the pod's own values under the same keys (not kept: IgnoredAny).
+            // The driver adds the pod's own values under the same keys (their values are not kept).
             for key in ["csi.storage.k8s.io/pod.name", "csi.storage.k8s.io/pod.uid"] {
-                input.parameters.other.insert(key.into(), serde::de::IgnoredAny);
+                input.parameters.other.insert(key.into(), crate::class::Unread);
             }
             input
         };
@@ -435,7 +435,7 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &changed));
         // An unknown key is a warning of its own: it is part of what the class is.
         let mut typo = replica("a-5", 0o644, objects);
-        typo.parameters.other.insert("regoin".into(), serde::de::IgnoredAny);
+        typo.parameters.other.insert("regoin".into(), crate::class::Unread);
         let typo = mounter.parse_class(&mut typo, deadline).await.unwrap();
         assert_eq!(typo.warnings.len(), 1, "{:?}", typo.warnings);
         assert!(first.warnings.is_empty());

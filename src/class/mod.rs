@@ -25,7 +25,9 @@ pub use model::{
     Collection, CollectionObject, ExpandJson, JmesPathEntry, NamedObject, ObjectType, SecretObject,
 };
 pub use naming::PathTranslation;
-pub use params::{AddressPreference, AssumeRole, AuthMethod, Parameters, ParseKey, check_region_name};
+pub use params::{
+    AddressPreference, AssumeRole, AuthMethod, Parameters, ParseKey, Unread, check_region_name,
+};
 pub use raw::Lines;
 pub use scan::{Limits, Positions, ScanError, TooManyObjects, scan};
 pub use validate::Claim;

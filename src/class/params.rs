@@ -13,7 +13,7 @@ use super::raw::did_you_mean;
 
 /// The SecretProviderClass parameters, as strings, as the driver passes them in the Mount
 /// attributes.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Parameters {
     pub objects: Option<String>,
@@ -27,54 +27,40 @@ pub struct Parameters {
     pub assume_role_external_id: Option<String>,
     /// Every other key: the driver's volume context, or a parameter nobody reads (a typo).
     #[serde(flatten)]
-    pub other: BTreeMap<String, IgnoredAny>,
+    pub other: BTreeMap<String, Unread>,
+}
+
+/// The value of a key nobody reads: not kept (only the key matters, for its warning), so all
+/// such values are equal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Unread;
+
+impl<'de> Deserialize<'de> for Unread {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| Unread)
+    }
 }
 
 /// What a parsed class depends on besides the driver's permission and the provider's limits:
-/// every value read, and the names of the keys nobody reads (each one a warning). The values
-/// the driver adds per pod (its name, uid, token) are not part of it, so replicas share it.
+/// the parameters, every field (derived: a parameter added later is part of it), without the
+/// keys the driver adds per pod (its name, uid, token), so replicas share it. Unknown keys
+/// stay: each one is a warning of the class.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ParseKey {
-    values: [Option<String>; 8],
-    unknown: Vec<String>,
-}
+pub struct ParseKey(Parameters);
 
 impl ParseKey {
-    /// Bytes of text the key holds (the parsed class is of the same order).
+    /// About the bytes of text the key holds (its debug form, at least as long; the parsed
+    /// class is of the same order). Computed once per parse, when the class is cached.
     pub fn text_bytes(&self) -> usize {
-        let values = self.values.iter().flatten().map(String::len);
-        values.chain(self.unknown.iter().map(String::len)).sum()
+        format!("{:?}", self.0).len()
     }
 }
 
 impl Parameters {
     pub fn parse_key(&self) -> ParseKey {
-        // Every field named (no `..`): a parameter added later does not compile until it is
-        // part of the key, so a cached class can never ignore it.
-        let Self {
-            objects,
-            region,
-            failover_region,
-            path_translation,
-            use_pod_identity,
-            preferred_address_type,
-            assume_role_arn,
-            assume_role_external_id,
-            other,
-        } = self;
-        let values = [
-            objects,
-            region,
-            failover_region,
-            path_translation,
-            use_pod_identity,
-            preferred_address_type,
-            assume_role_arn,
-            assume_role_external_id,
-        ]
-        .map(Clone::clone);
-        let unknown = other.keys().filter(|k| !from_the_driver(k)).cloned().collect();
-        ParseKey { values, unknown }
+        let mut key = self.clone();
+        key.other.retain(|k, _| !from_the_driver(k));
+        ParseKey(key)
     }
 }
 
