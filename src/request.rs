@@ -143,3 +143,76 @@ fn token_from_secrets(secrets: &str) -> Option<SecretString> {
     let mut map: BTreeMap<String, SecretString> = serde_json::from_str(secrets).ok()?;
     map.remove(TOKENS).filter(|t| !t.is_empty())
 }
+
+/// A MountRequest as the CSI driver builds one, the inverse of [`MountInput::parse`]: the
+/// class's parameters overlaid with the pod's volume context, the tokens from the CSIDriver's
+/// `tokenRequests`, mode 0644. The one builder of the `mount` subcommand, the test kit and
+/// the bench.
+#[derive(Debug, Clone)]
+pub struct DriverRequest {
+    /// `spec.parameters` of the SecretProviderClass.
+    pub parameters: BTreeMap<String, String>,
+    pub class_name: String,
+    pub pod: Pod,
+    /// Also pass the tokens in `MountRequest.secrets`, as drivers on Kubernetes >= 1.35 do.
+    pub tokens_in_secrets: bool,
+    pub target_path: String,
+    pub default_mode: u32,
+}
+
+impl DriverRequest {
+    /// A mount of the class `class_name` with `parameters`, for `pod` (its tokens included).
+    pub fn new<K: Into<String>, V: Into<String>>(
+        class_name: &str,
+        parameters: impl IntoIterator<Item = (K, V)>,
+        pod: Pod,
+    ) -> Self {
+        Self {
+            parameters: parameters.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            class_name: class_name.to_owned(),
+            pod,
+            tokens_in_secrets: false,
+            target_path: "/var/lib/kubelet/pods/volume/mount".into(),
+            default_mode: 0o644,
+        }
+    }
+
+    /// Into the pod's volume directory `path`.
+    pub fn target(mut self, path: impl Into<String>) -> Self {
+        self.target_path = path.into();
+        self
+    }
+
+    /// The driver's attributes: the parameters, then the volume context over them.
+    pub fn attributes(&self) -> BTreeMap<String, String> {
+        let mut attributes = self.parameters.clone();
+        for (key, value) in [
+            (POD_NAME, &self.pod.name),
+            (POD_NAMESPACE, &self.pod.namespace),
+            (POD_UID, &self.pod.uid),
+            (SERVICE_ACCOUNT, &self.pod.service_account),
+            ("secretProviderClass", &self.class_name),
+        ] {
+            attributes.insert(key.to_owned(), value.clone());
+        }
+        attributes.insert("providerName".into(), "aws".into());
+        if let Some(tokens) = &self.pod.tokens {
+            attributes.insert(TOKENS.to_owned(), tokens.expose().to_owned());
+        }
+        attributes
+    }
+
+    pub fn build(&self) -> proto::MountRequest {
+        let secrets = match (&self.pod.tokens, self.tokens_in_secrets) {
+            (Some(tokens), true) => serde_json::json!({ TOKENS: tokens.expose() }).to_string(),
+            _ => "{}".into(),
+        };
+        proto::MountRequest {
+            attributes: serde_json::to_string(&self.attributes()).unwrap_or_default(),
+            secrets,
+            target_path: self.target_path.clone(),
+            permission: self.default_mode.to_string(),
+            current_object_version: Vec::new(),
+        }
+    }
+}

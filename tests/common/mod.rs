@@ -9,10 +9,10 @@ pub use test_kit::*;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
@@ -34,38 +34,7 @@ use tonic::transport::Channel;
 /// here (it exits when this test process does).
 pub fn moto_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("MOTO_URL") {
-            return url;
-        }
-        let port = free_port();
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        // A watcher shell kills moto when this test process is gone, so no server outlives
-        // the tests (and no pipe is held open past them).
-        let script = format!(
-            "{python} -m moto.server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
-             while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; kill $m",
-            pid = std::process::id()
-        );
-        let mut watcher = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto (pip install 'moto[server]')");
-        std::thread::spawn(move || watcher.wait());
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start on port {port}; is moto[server] installed?"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        url
-    })
+    URL.get_or_init(|| std::env::var("MOTO_URL").unwrap_or_else(|_| start_moto(None)))
 }
 
 /// The provider binary of this build.

@@ -12,6 +12,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_rustls::rustls;
 
 pub(crate) type Response = hyper::Response<Full<Bytes>>;
 
@@ -22,17 +23,33 @@ where
     F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
+    serve_maybe_tls(listener, None, answer);
+}
+
+/// As [`serve`], over TLS when `tls` is given.
+fn serve_maybe_tls<F, Fut>(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, answer: F)
+where
+    F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let answer = answer.clone();
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let answer = answer.clone();
                     async move { Ok::<_, Infallible>(answer(req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                let _ = match acceptor {
+                    None => http.serve_connection(TokioIo::new(stream), service).await,
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
+                        Err(_) => return,
+                    },
+                };
             });
         }
     });
@@ -75,13 +92,24 @@ pub struct FakeHttp {
     fallback: Arc<Mutex<Option<Fallback>>>,
     requests: Arc<Mutex<Vec<Recorded>>>,
     delay: Arc<Mutex<Duration>>,
+    tls: bool,
 }
 
 impl FakeHttp {
     /// Binds `bind` (e.g. "127.0.0.1:0" or "[::1]:0").
     pub async fn start(bind: &str) -> Self {
+        Self::start_with(bind, None).await
+    }
+
+    /// As [`FakeHttp::start`], serving HTTPS with `tls`.
+    pub async fn start_tls(bind: &str, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self::start_with(bind, Some(tls)).await
+    }
+
+    async fn start_with(bind: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind(bind).await.unwrap();
         let server = Self {
+            tls: tls.is_some(),
             addr: listener.local_addr().unwrap(),
             routes: Arc::default(),
             fallback: Arc::default(),
@@ -89,7 +117,7 @@ impl FakeHttp {
             delay: Arc::new(Mutex::new(Duration::ZERO)),
         };
         let shared = server.clone();
-        serve(listener, move |req| {
+        serve_maybe_tls(listener, tls, move |req| {
             let server = shared.clone();
             async move { server.answer(req).await }
         });
@@ -152,9 +180,10 @@ impl FakeHttp {
     }
 
     pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
         match self.addr {
-            SocketAddr::V4(a) => format!("http://{a}"),
-            SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
+            SocketAddr::V4(a) => format!("{scheme}://{a}"),
+            SocketAddr::V6(a) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! A stand-in Kubernetes API server with realistic objects.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::http::FakeHttp;
+use crate::tls::TestCa;
 use crate::tokens;
 
 /// The IRSA role of the default service account shop/web, in moto's account.
@@ -30,7 +31,31 @@ impl FakeKube {
 
     /// On `bind` (e.g. "127.0.0.1:0"), without objects.
     pub async fn bind(bind: &str) -> Self {
-        let http = FakeHttp::start(bind).await;
+        Self::with_server(FakeHttp::start(bind).await)
+    }
+
+    /// On a free loopback port over HTTPS, with a certificate for 127.0.0.1 signed by `ca`
+    /// and the default objects: the API server as a pod reaches it in-cluster
+    /// (`KUBERNETES_SERVICE_HOST`/`PORT`, the CA from [`FakeKube::write_service_account`]).
+    pub async fn start_tls(ca: &TestCa) -> Self {
+        let tls = ca.server(&["127.0.0.1", "kubernetes.default.svc"]).server_config();
+        let kube = Self::with_server(FakeHttp::start_tls("127.0.0.1:0", tls).await);
+        kube.service_account("shop", "web", Some(WEB_ROLE));
+        kube.pod("shop", "web-0", "node-1");
+        kube.node("node-1", None);
+        kube
+    }
+
+    /// Writes what kubelet projects into a pod's `/var/run/secrets/kubernetes.io/serviceaccount`
+    /// (the client's `token`, `ca.crt` of `ca`, `namespace`) into `dir`.
+    pub fn write_service_account(&self, dir: &Path, ca: &TestCa, namespace: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("token"), "provider-service-account-token").unwrap();
+        ca.write(&dir.join("ca.crt"));
+        std::fs::write(dir.join("namespace"), namespace).unwrap();
+    }
+
+    fn with_server(http: FakeHttp) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(

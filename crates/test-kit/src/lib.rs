@@ -7,6 +7,9 @@
 //!   `stand-in-kube` binary serves one for the quick start.
 //! - [`FakeAws`]: STS, Secrets Manager and Parameter Store with valid answers after an
 //!   optional per-call latency, any of which a test can replace per operation and region.
+//! - [`start_moto`]: moto in server mode (over HTTPS too), for the real AWS wire protocols.
+//! - [`pod`]: the provider's image played under the Helm chart's own pod spec (podman).
+//! - [`tls`]: a certificate authority made per test run, for peers over HTTPS.
 //! - [`tokens`]: service-account tokens as kubelet issues them, and their signing keys.
 //! - [`Binary`]: the provider binary started on a socket in a temporary directory, its log
 //!   captured, with its metrics address, signals, exit and /proc usage.
@@ -17,6 +20,9 @@ mod aws;
 mod binary;
 mod http;
 mod kube;
+mod moto;
+pub mod pod;
+pub mod tls;
 pub mod tokens;
 
 use std::io::{Read, Write};
@@ -27,6 +33,7 @@ pub use aws::{Answer, CONTENT_JSON, FakeAws, sts_answer};
 pub use binary::{Binary, cpu_seconds};
 pub use http::{FakeHttp, Recorded};
 pub use kube::{FakeKube, WEB_ROLE};
+pub use moto::start_moto;
 
 /// A loopback port nothing listens on (yet).
 pub fn free_port() -> u16 {
@@ -35,14 +42,21 @@ pub fn free_port() -> u16 {
 
 /// GET `path` over HTTP/1.1 from `addr` (the provider's metrics listener): (status code, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    http_get_within(addr, path, Duration::from_secs(10)).unwrap_or_else(|e| panic!("GET {addr}{path}: {e}"))
+}
+
+/// As [`http_get`], failing when connecting or answering takes longer than `limit`.
+pub fn http_get_within(addr: &str, path: &str, limit: Duration) -> std::io::Result<(u16, String)> {
+    use std::net::ToSocketAddrs;
+    let to = addr.to_socket_addrs()?.next().ok_or(std::io::ErrorKind::InvalidInput)?;
+    let mut stream = std::net::TcpStream::connect_timeout(&to, limit)?;
+    stream.set_read_timeout(Some(limit))?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream.read_to_string(&mut response)?;
     let status = response.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
     let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (status, body)
+    Ok((status, body))
 }
 
 /// The part of `log` around `needle`, for an assertion message.
