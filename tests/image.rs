@@ -210,13 +210,19 @@ async fn provider_writes_mode_writes_into_the_pods_directory_the_chart_mounts() 
     values["driverWritesSecrets"] = false.into();
     let pod_spec = ChartPod::play(&kube, &ca, PodOptions { values, ..Default::default() });
 
-    // The driver creates the volume directory under the kubelet's pods directory.
+    // As the driver does once the provider runs: the volume directory under the kubelet's
+    // pods directory, a tmpfs mounted on it (HostToContainer propagation makes it visible in
+    // the container; without it the provider would write beneath the tmpfs, where the pod
+    // never looks).
     let volume =
         "/var/lib/kubelet/pods/6f1c9a52-1d3e-4b7a-9c0d-8e5a4b3c2d1e/volumes/kubernetes.io~csi/secrets/mount";
     let on_host = pod_spec
         .host_path("/var/lib/kubelet/pods")
         .join(volume.strip_prefix("/var/lib/kubelet/pods/").unwrap());
     std::fs::create_dir_all(&on_host).unwrap();
+    let tmpfs = ["-t", "tmpfs", "-o", "size=1m", "tmpfs"];
+    let mounted = std::process::Command::new("mount").args(tmpfs).arg(&on_host).status().unwrap();
+    assert!(mounted.success(), "mount a tmpfs on {}", on_host.display());
     let objects = format!(
         "- {{objectName: {name}, objectType: secretsmanager, objectAlias: db, filePermission: \"0600\"}}\n"
     );
@@ -230,6 +236,7 @@ async fn provider_writes_mode_writes_into_the_pods_directory_the_chart_mounts() 
     assert_eq!(std::fs::read_to_string(on_host.join("db")).unwrap(), "written-by-the-provider");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(on_host.join("db")).unwrap().permissions().mode() & 0o777, 0o600);
+    let _ = std::process::Command::new("umount").arg(&on_host).status();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,7 +21,8 @@
 //! - Everything else is played as rendered: image, args, env, ports, the securityContext
 //!   (uid 0, every capability dropped, no privilege escalation, read-only root filesystem
 //!   without podman's tmpfs mounts, RuntimeDefault seccomp), hostPath volumes with their
-//!   mountPropagation, the memory limit (the container's own cgroup).
+//!   mountPropagation (a host directory mounted with propagation is made a shared mount, as
+//!   the kubelet's is), the memory limit (the container's own cgroup).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -106,6 +107,8 @@ pub struct ChartPod {
     metrics_port: u16,
     /// The container's path of the socket directory (`providerVolume`).
     provider_volume: String,
+    /// Host directories made shared mounts for the pod (unmounted when it goes).
+    shared: Vec<PathBuf>,
 }
 
 impl ChartPod {
@@ -131,12 +134,28 @@ impl ChartPod {
         spec["hostNetwork"] = true.into();
         spec["restartPolicy"] = "Never".into();
 
-        // The chart's hostPath volumes, at directories of this test.
+        // The chart's hostPath volumes, at directories of this test. One the container
+        // mounts with propagation is made a shared mount, as the kubelet's directory is on a
+        // node: mounts made there later (the driver's volume tmpfs) then reach the container.
         let hostpaths = dir.path().join("host");
+        let propagated: Vec<String> = spec["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("mountPropagation").is_some_and(|p| p != "None"))
+            .filter_map(|m| m["name"].as_str().map(str::to_owned))
+            .collect();
+        let mut shared = Vec::new();
         for volume in spec["volumes"].as_array_mut().expect("the pod has volumes") {
             if let Some(path) = volume["hostPath"]["path"].as_str() {
                 let host = hostpaths.join(path.trim_start_matches('/'));
                 std::fs::create_dir_all(&host).unwrap();
+                if volume["name"].as_str().is_some_and(|n| propagated.iter().any(|p| p == n)) {
+                    let host = host.to_str().unwrap();
+                    run(Command::new("mount").args(["--bind", host, host]));
+                    run(Command::new("mount").args(["--make-rshared", host]));
+                    shared.push(PathBuf::from(host));
+                }
                 volume["hostPath"]["path"] = host.display().to_string().into();
             }
         }
@@ -192,7 +211,7 @@ impl ChartPod {
         });
         let manifest = dir.path().join("pod.yaml");
         std::fs::write(&manifest, serde_yaml::to_string(&pod).unwrap()).unwrap();
-        let pod = Self { name, template, dir, manifest, metrics_port, provider_volume };
+        let pod = Self { name, template, dir, manifest, metrics_port, provider_volume, shared };
         podman(&["kube", "play", "--no-hosts", pod.manifest.to_str().unwrap()]);
         pod.wait_for_socket();
         pod
@@ -324,6 +343,9 @@ impl Drop for ChartPod {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        for dir in &self.shared {
+            let _ = Command::new("umount").arg("--recursive").arg(dir).stderr(Stdio::null()).status();
+        }
     }
 }
 
