@@ -91,7 +91,7 @@ once() {
   grep -qE -- "^ *- \"?$2=$3\"?\$" "$TMP/$1" || fail "$1 does not render $2=$3"
 }
 has chart-defaults.yaml "--driver-writes-secrets=true"
-has chart-defaults.yaml "--metrics-addr=0.0.0.0:8989"
+has chart-defaults.yaml "--metrics-addr=[::]:8989"
 has chart-defaults.yaml 'image: "registry.example.com/csi-provider-aws:'
 hasnt chart-defaults.yaml "/var/lib/kubelet/pods"
 hasnt chart-defaults.yaml "--cache-ttl"

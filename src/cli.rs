@@ -85,7 +85,8 @@ pub struct ServeArgs {
     pub pod_identity_http_timeout: Option<OptionalDuration>,
 
     /// Address of the HTTP listener for /metrics, /healthz and /readyz (port 0 picks one).
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8989")]
+    /// The default `[::]` takes IPv4 and IPv6 (IPv4 alone where the node has no IPv6).
+    #[arg(long, value_name = "ADDR", default_value = crate::server::http::DEFAULT_ADDR)]
     pub metrics_addr: SocketAddr,
 
     /// EKS Pod Identity agent endpoint over IPv4.

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use csi_provider_aws::cli::{Cli, Command, ServeArgs};
-use csi_provider_aws::metrics;
 use csi_provider_aws::{check, client, provider, server, telemetry};
 
 fn main() -> ExitCode {
@@ -86,12 +85,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let (mounter, metrics) = (provider.mounter, provider.metrics);
     // Metrics and probes matter, but serving the driver matters more: a taken port is
     // reported loudly and the socket is served anyway.
-    match tokio::net::TcpListener::bind(args.metrics_addr).await {
+    match server::http::bind(args.metrics_addr) {
         Ok(listener) => {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
             }
-            tokio::spawn(metrics::serve(listener, metrics.clone()));
+            tokio::spawn(server::http::serve(listener, metrics.clone()));
         }
         Err(e) => tracing::error!(
             "cannot listen on --metrics-addr {}: {e}; /metrics, /healthz and /readyz are disabled \

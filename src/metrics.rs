@@ -1,21 +1,14 @@
-//! Prometheus metrics and the health endpoints, served over plain HTTP on `--metrics-addr`:
-//! `/metrics`, `/healthz` (the process is alive) and `/readyz` (the socket is serving).
+//! The provider's Prometheus metrics and its readiness (the socket is serving), which
+//! [`crate::server::http`] serves on `--metrics-addr`.
 
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 
 /// Label names and values, in order: each family's names are fixed at its call site.
 type Labels<const N: usize> = [(&'static str, &'static str); N];
@@ -180,6 +173,11 @@ impl Metrics {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
+    /// Whether the socket is serving (what `/readyz` answers).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -196,74 +194,4 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-/// Most metrics connections served at once; more wait in the listen backlog. Scrapers and
-/// probes need a handful; this bounds what a flood of connections can hold (an idle one
-/// costs ~12 KiB, so ~6 MiB at the limit) while leaving room for probes beside a few
-/// hundred half-sent requests, each dropped after [`HEADER_READ_TIMEOUT`].
-const MAX_CONNECTIONS: usize = 512;
-/// A client must send its request head within this, and an idle keep-alive connection is
-/// closed after it: a half-sent request (slowloris) cannot hold a connection.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(3);
-/// Everything one connection may take, responses included (a client that stops reading).
-const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
-/// hyper's smallest read buffer: a request here is a one-line GET.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
-
-/// Serves `/metrics`, `/healthz` and `/readyz` until the task is dropped.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_REQUEST_HEAD);
-    let mut backoff = crate::server::AcceptBackoff::new("metrics");
-    loop {
-        // A slot first: at the limit, connections wait unaccepted instead of piling up.
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                backoff.failed(&e).await;
-                continue;
-            }
-        };
-        backoff.succeeded();
-        let metrics = metrics.clone();
-        let http = http.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            let service = hyper::service::service_fn(move |req| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &metrics)) }
-            });
-            let connection = http.serve_connection(TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
-        });
-    }
-}
-
-fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
-    let (status, content_type, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => {
-            (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics.encode())
-        }
-        (&Method::GET, "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-        (&Method::GET, "/readyz") if metrics.ready.load(Ordering::SeqCst) => {
-            (StatusCode::OK, "text/plain", "ready\n".to_owned())
-        }
-        (&Method::GET, "/readyz") => {
-            (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not serving the socket\n".to_owned())
-        }
-        _ => {
-            (StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics, /healthz or /readyz\n".to_owned())
-        }
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    if let Ok(value) = content_type.parse() {
-        response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
-    }
-    response
 }

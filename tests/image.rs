@@ -157,8 +157,11 @@ async fn under_the_chart_pod_spec_it_mounts_probes_and_stops_cleanly() {
         ChartPod::play(&kube, &ca, PodOptions { values: aws_values(moto_url()), ..Default::default() });
 
     // The probes as kubelet performs them, and the metrics.
-    assert_eq!(pod_spec.probe("livenessProbe", false), 200);
-    assert_eq!(pod_spec.probe("readinessProbe", false), 200);
+    // Over IPv4 and IPv6, as kubelet reaches the pod on either kind of cluster.
+    for ipv6 in [false, true] {
+        assert_eq!(pod_spec.probe("livenessProbe", ipv6), 200, "liveness, IPv6 {ipv6}");
+        assert_eq!(pod_spec.probe("readinessProbe", ipv6), 200, "readiness, IPv6 {ipv6}");
+    }
     let (status, metrics) = http_get(&pod_spec.metrics_addr(false), "/metrics");
     assert_eq!(status, 200);
     assert!(metrics.contains("csi_provider_aws_mounts_in_flight"), "{metrics}");

@@ -315,6 +315,43 @@ fn a_stopping_provider_leaves_its_successors_socket_alone() {
     drop(successor);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_or_replaced_socket_is_bound_again_and_readyz_is_503_meanwhile() {
+    use std::os::unix::fs::FileTypeExt;
+    let binary = start(&["--driver-writes-secrets"], &[], tempfile::tempdir().unwrap());
+    let socket = binary.socket();
+    let version =
+        || async { binary.client().await.version(VersionRequest { version: "v1alpha1".into() }).await };
+    let is_socket = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket());
+
+    // Removed (ASCP's pod exiting removes this very path, as an operator might).
+    std::fs::remove_file(&socket).unwrap();
+    eventually(Duration::from_secs(5), "the removed socket is bound again", || is_socket(&socket));
+    version().await.expect("the rebound socket serves");
+    assert!(binary.log().contains("the socket was removed"), "{}", binary.log());
+
+    // Something it cannot remove is in the way: not ready until it is gone.
+    std::fs::remove_file(&socket).unwrap();
+    std::fs::create_dir(&socket).unwrap();
+    eventually(Duration::from_secs(5), "/readyz is 503 without a socket", || {
+        http_get(binary.metrics(), "/readyz").0 == 503
+    });
+    std::fs::remove_dir(&socket).unwrap();
+    eventually(Duration::from_secs(5), "/readyz is 200 once the socket is ours again", || {
+        is_socket(&socket) && http_get(binary.metrics(), "/readyz").0 == 200
+    });
+
+    // Replaced by another process's socket.
+    std::fs::remove_file(&socket).unwrap();
+    let other = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    other.set_nonblocking(true).unwrap();
+    eventually(Duration::from_secs(5), "the replaced socket is ours again", || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok() && other.accept().is_err()
+    });
+    version().await.expect("the provider serves the path again");
+    assert!(binary.log().contains("the socket was replaced by another file"), "{}", binary.log());
+}
+
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,8 @@
 //! The provider's gRPC server on its Unix socket: the driver's `CSIDriverProvider` service,
 //! the standard health service and reflection (so `grpcurl` works without proto files),
-//! stale-socket clean-up, a private socket mode, HTTP/2 limits, and graceful shutdown.
+//! stale-socket clean-up, a socket that heals (bound again when it is removed or replaced),
+//! a private socket mode, HTTP/2 limits, and graceful shutdown; [`http`] is the metrics and
+//! probes listener.
 //!
 //! Connections are served here rather than by tonic's `Server`, for three reasons: every
 //! connection is wrapped in the `:authority` shim before h2 reads it; a failing accept (at
@@ -9,6 +11,7 @@
 //! connection holding the process for the whole grace period.
 
 mod accept;
+pub mod http;
 pub mod response;
 mod service;
 pub mod status;
@@ -30,7 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-pub(crate) use accept::AcceptBackoff;
+use accept::AcceptBackoff;
 pub use response::{MAX_RESPONSE_BYTES, NO_OBJECTS_ID};
 pub use service::ProviderService;
 
@@ -41,6 +44,8 @@ use crate::proto::csi_driver_provider_server::CsiDriverProviderServer;
 /// The socket's file name inside `--provider-volume`, where the driver looks for it.
 pub const SOCKET_NAME: &str = "aws.sock";
 
+/// How often the provider checks that the socket file is still the one it bound.
+const SOCKET_CHECK: Duration = Duration::from_secs(1);
 /// How long in-flight mounts may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// At shutdown, a connection with nothing in flight for this long is closed: long enough
@@ -134,7 +139,8 @@ pub async fn run(
     // fatal.
     let mut shutdown = std::pin::pin!(shutdown);
     let stop_at_once = futures::poll!(shutdown.as_mut()).is_ready();
-    let socket_id = file_id(path);
+    let mut listener = listener;
+    let mut socket_id = file_id(path);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<CsiDriverProviderServer<ProviderService>>().await;
     let reflection = || {
@@ -172,11 +178,19 @@ pub async fn run(
     let mut backoff = AcceptBackoff::new("socket");
     metrics.set_ready(true);
     tracing::info!(socket = %path.display(), "serving the CSI driver");
+    let mut check = tokio::time::interval(SOCKET_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // (`shutdown` may not be polled again once it has completed.)
     if !stop_at_once {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                _ = check.tick() => if file_id(path) != socket_id {
+                    if let Some((rebound, id)) = rebind(path, &metrics) {
+                        listener = rebound;
+                        socket_id = id;
+                    }
+                },
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         tracing::trace!(open = connections.len() + 1, "accepted a connection");
@@ -209,6 +223,33 @@ pub async fn run(
     Ok(())
 }
 
+/// Binds the socket again after it was removed or replaced under the provider: the driver
+/// finds providers by path, so a socket file that is not ours (or none) means no mount on the
+/// node reaches us. `/readyz` says 503 until it is ours again; connections already open keep
+/// being served.
+fn rebind(path: &Path, metrics: &Metrics) -> Option<(UnixListener, Option<(u64, u64)>)> {
+    metrics.set_ready(false);
+    let what = match fs::symlink_metadata(path) {
+        Err(_) => "was removed (another provider exiting, or someone deleting it)",
+        Ok(_) => "was replaced by another file (another process bound the same path)",
+    };
+    tracing::warn!(
+        socket = %path.display(),
+        "the socket {what}: binding it again; if this repeats, two providers share --provider-volume"
+    );
+    match bind(path) {
+        Ok(listener) => {
+            metrics.set_ready(true);
+            tracing::info!(socket = %path.display(), "serving the CSI driver again");
+            Some((listener, file_id(path)))
+        }
+        Err(e) => {
+            tracing::error!("{e}; trying again in {SOCKET_CHECK:?}");
+            None
+        }
+    }
+}
+
 /// What every connection is served with.
 struct Connection {
     routes: tonic::service::Routes,
@@ -236,7 +277,7 @@ impl Connection {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let counter = in_flight.clone();
         let routes = self.routes;
-        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+        let service = hyper::service::service_fn(move |request: ::http::Request<hyper::body::Incoming>| {
             let guard = InFlight::start(&counter);
             let call = routes.clone().oneshot(request);
             async move {

@@ -30,12 +30,28 @@ app.kubernetes.io/name: {{ include "csi-provider-aws.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* Labels of every object. */}}
 {{- define "csi-provider-aws.labels" -}}
 helm.sh/chart: {{ include "csi-provider-aws.chart" . }}
+{{ include "csi-provider-aws.podLabels" . }}
+{{- end }}
+
+{{/*
+Labels of the pods: the objects' labels without helm.sh/chart, so that a chart release that
+changes nothing in the pods does not restart every node's provider (a new appVersion, that is
+a new image, still does). ASCP's `app` label is kept, outside the selector, for what targets
+ASCP's pods by it (NetworkPolicies, `kubectl -l`, policy exemptions): ASCP's chart sets it
+to its nameOverride or "secrets-store-csi-driver-provider-aws"; podLabels.app overrides it
+(ASCP's static manifest used "csi-secrets-store-provider-aws").
+*/}}
+{{- define "csi-provider-aws.podLabels" -}}
 {{ include "csi-provider-aws.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/component: secrets-store-csi-provider
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- if not (hasKey .Values.podLabels "app") }}
+app: {{ default "secrets-store-csi-driver-provider-aws" .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
 {{- with .Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
@@ -82,7 +98,8 @@ as Go programs do, but a flag given once is what an operator expects to read).
 {{- $own = append $own (printf "--driver-writes-secrets=%t" $v.driverWritesSecrets) }}
 {{- $own = append $own (printf "--qps=%d" ($v.k8sThrottlingParams.qps | int64)) }}
 {{- $own = append $own (printf "--burst=%d" ($v.k8sThrottlingParams.burst | int64)) }}
-{{- $own = append $own (printf "--metrics-addr=0.0.0.0:%d" ($v.metrics.port | int64)) }}
+{{- /* Both address families (IPv4 as mapped addresses): kubelet probes the pod's IPv6 address on IPv6 clusters. */}}
+{{- $own = append $own (printf "--metrics-addr=[::]:%d" ($v.metrics.port | int64)) }}
 {{- $own = append $own (printf "--log-format=%s" $v.logFormat) }}
 {{- if not $v.shareIrsaIdentity }}
 {{- $own = append $own "--share-irsa-identity=false" }}
@@ -107,5 +124,38 @@ as Go programs do, but a flag given once is what an operator expects to read).
 {{- end }}
 {{- range $v.extraArgs }}
 - {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refusals that protect a node, checked before anything is rendered:
+- ASCP's bundled CSI driver (secrets-store-csi-driver.install): this chart does not install
+  the driver, so values asking for it come from ASCP's chart, most likely an upgrade of ASCP's
+  release, which would delete the driver (and its CSIDriver object) with it.
+- An upgrade of a release that is not this chart's: a DaemonSet of this release name in the
+  namespace that this chart does not render (ASCP's provider or its bundled driver), or this
+  chart's DaemonSet name with another selector (a DaemonSet's selector is immutable). Helm
+  would delete the driver, and ASCP's pods, as they exit, remove the socket this provider
+  serves. `lookup` sees the cluster on install and upgrade; `helm template` sees nothing.
+*/}}
+{{- define "csi-provider-aws.refusals" -}}
+{{- $todo := "install csi-provider-aws as a new release next to it (e.g. helm install -n kube-system csi-provider-aws ./charts/csi-provider-aws ...), never as an upgrade of ASCP's release: docs/install.md, section \"Switching over from ASCP\"" }}
+{{- $driver := index .Values "secrets-store-csi-driver" | default dict }}
+{{- if eq (toString (index $driver "install")) "true" }}
+{{- fail (printf "secrets-store-csi-driver.install is true, but this chart does not install the Secrets Store CSI driver: these are ASCP's values. Upgrading ASCP's release to this chart would delete the driver it bundles; %s. (Copied values: drop the secrets-store-csi-driver block.)" $todo) }}
+{{- end }}
+{{- $fullname := include "csi-provider-aws.fullname" . }}
+{{- $selector := include "csi-provider-aws.selectorLabels" . | fromYaml }}
+{{- $existing := lookup "apps/v1" "DaemonSet" .Release.Namespace "" }}
+{{- range ($existing.items | default list) }}
+{{- $annotations := .metadata.annotations | default dict }}
+{{- $ours := eq (index $annotations "meta.helm.sh/release-name" | default "") $.Release.Name }}
+{{- if eq .metadata.name $fullname }}
+{{- if not (deepEqual (.spec.selector.matchLabels | default dict) $selector) }}
+{{- fail (printf "DaemonSet %s/%s exists with the selector %s, not this chart's %s, and a DaemonSet's selector cannot change. If it is ASCP's (fullnameOverride carried over), %s." $.Release.Namespace .metadata.name (toJson .spec.selector.matchLabels) (toJson $selector) $todo) }}
+{{- end }}
+{{- else if $ours }}
+{{- fail (printf "release %s owns DaemonSet %s/%s, which this chart does not render: the release is another chart's (ASCP's provider or its bundled CSI driver), and upgrading it to this chart would delete that DaemonSet; %s." $.Release.Name $.Release.Namespace .metadata.name $todo) }}
+{{- end }}
 {{- end }}
 {{- end }}

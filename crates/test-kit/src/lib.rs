@@ -65,3 +65,12 @@ pub fn excerpt(log: &str, needle: &str) -> String {
     let start = log[..at].char_indices().rev().nth(400).map_or(0, |(i, _)| i);
     log[start..].chars().take(900).collect()
 }
+
+/// Polls `condition` every 20 ms until it holds; panics naming `what` after `limit`.
+pub fn eventually(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
