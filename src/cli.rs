@@ -43,7 +43,7 @@ pub enum Command {
     /// Act as the CSI driver against a running provider: mount a SecretProviderClass into a
     /// directory (for debugging on a node).
     #[command(args_override_self = true)]
-    Mount(crate::client::MountArgs),
+    Mount(crate::commands::mount::MountArgs),
 }
 
 /// How logs are written.
@@ -153,6 +153,11 @@ fn cache_ttl(value: &str) -> Result<Duration, String> {
 }
 
 impl ServeArgs {
+    /// The flags' defaults: what the binary runs with when given no arguments.
+    pub fn defaults() -> Self {
+        Cli::parse_from(["csi-provider-aws"]).serve
+    }
+
     pub fn log_format(&self) -> LogFormat {
         if self.log_format_json { LogFormat::Json } else { self.log_format }
     }
@@ -229,4 +234,110 @@ pub fn go_duration(value: &str) -> Result<Duration, String> {
         return Err(format!("{value:?} must be longer than zero and reasonable"));
     }
     Ok(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use clap::Parser;
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::parse_go_style(
+            std::iter::once("csi-provider-aws").chain(args.iter().copied()).map(OsString::from),
+        )
+    }
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("250ms", Duration::from_millis(250)),
+            ("2s", Duration::from_secs(2)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("1m30s", Duration::from_secs(90)),
+            ("1h", Duration::from_secs(3600)),
+            ("100us", Duration::from_micros(100)),
+            ("100µs", Duration::from_micros(100)),
+        ];
+        for (input, want) in ok {
+            assert_eq!(go_duration(input), Ok(want), "{input}");
+        }
+        for input in ["", "5", "-1s", "1x", "ms", "0", "1.2.3s", "0s"] {
+            assert!(go_duration(input).is_err(), "{input} should be rejected");
+        }
+    }
+
+    #[test]
+    fn ascp_flags_and_spellings() {
+        let cli = parse(&[
+            "--provider-volume=/p",
+            "--driver-writes-secrets",
+            "--qps=20",
+            "-burst=30",
+            "--eks-addon-version=v1.2.3-eksbuild.1",
+            "--pod-identity-http-timeout=250ms",
+        ]);
+        let s = &cli.serve;
+        assert_eq!(s.provider_volume, PathBuf::from("/p"));
+        assert!(s.driver_writes_secrets);
+        assert_eq!((s.qps, s.burst), (20, 30));
+        assert_eq!(s.eks_addon_version, "v1.2.3-eksbuild.1");
+        assert_eq!(s.pod_identity_http_timeout, Some(OptionalDuration(Some(Duration::from_millis(250)))));
+
+        for (flag, want) in [
+            ("--driver-writes-secrets=true", true),
+            ("--driver-writes-secrets=false", false),
+            ("--driver-writes-secrets=1", true),
+            ("-driver-writes-secrets=False", false),
+        ] {
+            assert_eq!(parse(&[flag]).serve.driver_writes_secrets, want, "{flag}");
+        }
+        assert!(!parse(&[]).serve.driver_writes_secrets);
+        assert_eq!(
+            parse(&["--pod-identity-http-timeout="]).serve.pod_identity_http_timeout,
+            Some(OptionalDuration(None))
+        );
+        assert_eq!(parse(&["--log-format-json"]).serve.log_format(), LogFormat::Json);
+        assert_eq!(parse(&["--log-format", "json"]).serve.log_format(), LogFormat::Json);
+        assert_eq!(parse(&["--metrics-addr=127.0.0.1:0"]).serve.metrics_addr.port(), 0);
+        assert_eq!(parse(&[]).serve.cache_ttl, Duration::ZERO);
+        assert_eq!(parse(&["--cache-ttl=2m"]).serve.cache_ttl, Duration::from_secs(120));
+        assert_eq!(parse(&["--cache-ttl=0s"]).serve.cache_ttl, Duration::ZERO);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let args = |a: &[&str]| {
+            Cli::try_parse_from(std::iter::once("csi-provider-aws").chain(a.iter().copied())).map(|_| ())
+        };
+        assert!(args(&["--pod-identity-http-timeout=soon"]).is_err());
+        assert!(args(&["--driver-writes-secrets=maybe"]).is_err());
+        assert!(args(&["--qps=-1"]).is_err());
+        assert!(args(&["--metrics-addr=nowhere"]).is_err());
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value() {
+        let s = parse(&["--qps=5", "--qps=20", "-burst=1", "-burst", "30"]).serve;
+        assert_eq!((s.qps, s.burst), (20, 30));
+        let s = parse(&["--driver-writes-secrets", "--driver-writes-secrets=false"]).serve;
+        assert!(!s.driver_writes_secrets);
+        let s = parse(&["--cache-ttl=1m", "--cache-ttl=0", "--log-format=json", "--log-format=text"]).serve;
+        assert_eq!((s.cache_ttl, s.log_format()), (Duration::ZERO, LogFormat::Text));
+        let Some(Command::Mount(crate::commands::mount::MountArgs { pod, .. })) =
+            parse(&["mount", "--spc=s", "--target=t", "--pod=a", "--pod=b"]).command
+        else {
+            panic!("mount subcommand")
+        };
+        assert_eq!(pod, "b");
+    }
+
+    #[test]
+    fn check_subcommand() {
+        let cli = parse(&["check", "spc.yaml", "--region", "us-east-1"]);
+        assert!(matches!(cli.command, Some(Command::Check { .. })));
+    }
 }

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use crate::aws::failover::FetchFailure;
-use crate::class::{ClassError, TooManyObjects};
+use crate::class::{ClassError, ParseFailure, TooManyObjects};
 use crate::identity::IdentityError;
-use crate::kube::ClusterError;
+use crate::identity::region::RegionError;
 use crate::render::RenderError;
 use crate::request::RequestError;
 use crate::write::WriteError;
@@ -21,24 +21,8 @@ pub enum MountError {
     Class(#[from] ClassError),
     #[error(transparent)]
     TooManyObjects(#[from] TooManyObjects),
-    #[error(
-        "no AWS region for this mount: set `region` in the SecretProviderClass parameters, \
-         AWS_REGION in the provider's environment, or the topology.kubernetes.io/region label \
-         on node of pod {namespace}/{pod}"
-    )]
-    NoRegion { namespace: String, pod: String },
-    #[error(
-        "cannot find the pod's region ({0}): set `region` in the SecretProviderClass parameters \
-         or AWS_REGION in the provider's environment (a secrets-store-sync-controller mount names \
-         the controller's pod, which is not in the SecretSync's namespace)"
-    )]
-    Region(ClusterError),
-    #[error(
-        "the region label of the node of pod {namespace}/{pod} is not an AWS region ({problem}): \
-         fix the node's topology.kubernetes.io/region label, or set `region` in the \
-         SecretProviderClass or AWS_REGION for the provider"
-    )]
-    NodeRegion { namespace: String, pod: String, problem: String },
+    #[error(transparent)]
+    Region(#[from] RegionError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error("{}", fetch_message(.failures, *.total))]
@@ -70,24 +54,14 @@ pub enum MountError {
     Internal(&'static str),
 }
 
-/// The first error of type `T` in `error`'s chain of causes: how a stage looks past an
-/// SDK's or a client's wrapping for the one fact it classifies by (an I/O error kind, a size
-/// limit, a refused certificate), without showing the wrapper's text. The walk enters the
-/// error an `io::Error` wraps, which that `io::Error`'s own `source()` skips.
-pub fn find_cause<'e, T: std::error::Error + 'static>(
-    error: &'e (dyn std::error::Error + 'static),
-) -> Option<&'e T> {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
+impl From<ParseFailure> for MountError {
+    fn from(failure: ParseFailure) -> Self {
+        match failure {
+            ParseFailure::Invalid(e) => Self::Class(e),
+            ParseFailure::TooManyObjects(e) => Self::TooManyObjects(e),
+            ParseFailure::Aborted => Self::Internal("reading the SecretProviderClass"),
         }
-        cause = match e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        };
     }
-    None
 }
 
 /// The first few failures, each with what to do about it, and how many more there were.

@@ -228,7 +228,7 @@ fn classify(err: &kube::Error, what: &str) -> ClusterError {
 }
 
 fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
-    crate::error::find_cause::<http_body_util::LengthLimitError>(err).is_some()
+    crate::cause::find_cause::<http_body_util::LengthLimitError>(err).is_some()
 }
 
 /// Kubernetes object names are DNS labels/subdomains; anything else is refused before it

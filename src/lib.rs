@@ -28,16 +28,17 @@
 //! drivers is its own crate, `h2-authority-shim`.
 
 pub mod aws;
-pub mod check;
+mod cause;
 pub mod class;
 pub mod cli;
-pub mod client;
+pub mod commands;
+pub mod compose;
 pub mod error;
+pub mod fetched;
 pub mod identity;
 pub mod kube;
 pub mod metrics;
 pub mod mount;
-pub mod provider;
 pub mod render;
 pub mod request;
 pub mod secret;

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use csi_provider_aws::cli::{Cli, Command, ServeArgs};
-use csi_provider_aws::{check, client, provider, server, telemetry};
+use csi_provider_aws::commands::{check, mount};
+use csi_provider_aws::{compose, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_go_style(std::env::args_os());
@@ -11,7 +12,7 @@ fn main() -> ExitCode {
         Some(Command::Check { file, region }) => run_check(&file, region.as_deref()),
         Some(Command::Mount(args)) => {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            match runtime.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(client::mount(&args))) {
+            match runtime.map_err(|e| e.to_string()).and_then(|rt| rt.block_on(mount::mount(&args))) {
                 Ok(summary) => {
                     print!("{summary}");
                     ExitCode::SUCCESS
@@ -77,12 +78,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
          pods.eks.amazonaws.com)"
     );
 
-    let Ok(provider) =
-        provider::build(provider::Settings::from_args(&args)).await.inspect_err(|e| tracing::error!("{e}"))
-    else {
+    let settings = compose::Settings::from_args(&args, std::env::var("AWS_REGION").ok());
+    let Ok(built) = compose::build(settings).await.inspect_err(|e| tracing::error!("{e}")) else {
         return ExitCode::FAILURE;
     };
-    let (mounter, metrics) = (provider.mounter, provider.metrics);
+    let (mounter, metrics) = (built.mounter, built.metrics);
     // Metrics and probes matter, but serving the driver matters more: a taken port is
     // reported loudly and the socket is served anyway.
     match server::http::bind(args.metrics_addr) {

@@ -6,18 +6,11 @@ use std::collections::BTreeMap;
 
 use jmespath::Variable;
 
-use crate::aws::FetchedSecret;
-use crate::aws::listing::Entries;
 use crate::class::naming::check_file_path;
 use crate::class::{CollectionObject, Encoding, NamedObject, PathTranslation};
+pub use crate::fetched::Fetched;
+use crate::fetched::{Entries, FetchedSecret};
 use crate::secret::SecretBytes;
-
-/// A requested object with what was fetched for it.
-#[derive(Debug, Clone)]
-pub enum Fetched<'c> {
-    One(&'c NamedObject, FetchedSecret),
-    Many(&'c CollectionObject, Entries),
-}
 
 /// One file of the mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,5 +211,126 @@ impl Files {
             self.push(&owner, &file, object.mode, object.encoding, fetched.value.expose(), &fetched.version)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::aws::FetchedSecret;
+    use crate::class::{Parameters, SecretObject, SecretProviderClass};
+    use super::*;
+    use crate::secret::SecretBytes;
+
+    fn class(objects: &str) -> SecretProviderClass {
+        let params = Parameters { objects: Some(objects.into()), ..Parameters::default() };
+        SecretProviderClass::parse(&params, 0o644).unwrap()
+    }
+
+    /// Renders the class's one named object with `value`.
+    fn render_one(class: &SecretProviderClass, value: FetchedSecret) -> Result<Rendered, RenderError> {
+        let SecretObject::Named(object) = &class.objects[0] else { panic!("a named object") };
+        render(class.path_translation, &[Fetched::One(object, value)])
+    }
+
+    fn fetched(value: &str) -> FetchedSecret {
+        FetchedSecret { value: SecretBytes::from(value.to_string()), version: "v1".into() }
+    }
+
+    const JSON: &str = r#"{"username":"admin","db-port":"5432","port":5432,"nested":{"k":"v"},"empty":""}"#;
+
+    #[test]
+    fn jmes_path_files_carry_the_parent_version_and_the_whole_secret_is_mounted() {
+        let class = class(
+            "- objectName: db\n  objectType: secretsmanager\n  jmesPath:\n    \
+             - {path: username, objectAlias: user}\n    \
+             - {path: '\"db-port\"', objectAlias: port, filePermission: '0400'}\n    \
+             - {path: nested.k, objectAlias: k}\n    \
+             - {path: empty, objectAlias: e}",
+        );
+        let value = fetched(JSON);
+        let rendered = render_one(&class, value).unwrap();
+        let files: Vec<(&str, u32, &[u8])> = rendered
+            .files
+            .iter()
+            .map(|f| (f.file.path.as_str(), f.file.mode, f.file.contents.expose()))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("db", 0o644, JSON.as_bytes()),
+                ("user", 0o644, &b"admin"[..]),
+                ("port", 0o400, &b"5432"[..]),
+                ("k", 0o644, &b"v"[..]),
+                ("e", 0o644, &b""[..]),
+            ]
+        );
+        assert!(rendered.files.iter().all(|f| f.version == "v1"));
+        assert_eq!(rendered.files[1].file.path, "user");
+    }
+
+    #[test]
+    fn jmes_path_errors_say_what_is_wrong() {
+        let cases = [
+            ("username", "not json", "is not valid JSON"),
+            ("missing", JSON, "matches nothing"),
+            ("port", JSON, "selects a value of type number"),
+            ("nested", JSON, "of type object"),
+            ("[username]", JSON, "of type array"),
+        ];
+        for (path, value, want) in cases {
+            let class = class(&format!(
+                "- objectName: db\n  objectType: secretsmanager\n  jmesPath: [{{path: '{path}', objectAlias: out}}]"
+            ));
+            let value = fetched(value);
+            let err = render_one(&class, value).unwrap_err().to_string();
+            assert!(err.contains(want), "{path}: {err}");
+            assert!(err.contains("\"db\""), "{err} should name the object");
+            assert!(!err.contains("admin"), "{err} leaks the value");
+        }
+    }
+
+    #[test]
+    fn binary_values_pass_through_untouched() {
+        let class = class("- {objectName: bin, objectType: secretsmanager}");
+        let value = FetchedSecret { value: SecretBytes::new(vec![0, 159, 146, 150]), version: "v9".into() };
+        let rendered = render_one(&class, value).unwrap();
+        assert_eq!(rendered.files[0].file.contents.expose(), &[0, 159, 146, 150]);
+        assert_eq!((rendered.files[0].file.path.as_str(), rendered.files[0].version.as_str()), ("bin", "v9"));
+    }
+
+    #[test]
+    fn collection_entries_carry_their_own_versions_and_may_not_collide() {
+        let class = class(
+            "- {objectType: ssmparameter, path: /app/, filePermission: '0600'}\n- {objectName: one, objectType: secretsmanager}",
+        );
+        let (SecretObject::Collection(set), SecretObject::Named(one)) =
+            (&class.objects[0], &class.objects[1])
+        else {
+            panic!("a collection, then a named object")
+        };
+        let entry = |name: &str, version: &str| {
+            (
+                name.to_owned(),
+                FetchedSecret { value: SecretBytes::from(name.to_owned()), version: version.into() },
+            )
+        };
+        let objects = [
+            Fetched::Many(set, vec![entry("/app/a", "3"), entry("/app/b/c", "7")]),
+            Fetched::One(one, fetched("x")),
+        ];
+        let rendered = render(class.path_translation, &objects).unwrap();
+        let files: Vec<(&str, u32, &str)> =
+            rendered.files.iter().map(|f| (f.file.path.as_str(), f.file.mode, f.version.as_str())).collect();
+        assert_eq!(files, vec![("a", 0o600, "3"), ("b_c", 0o600, "7"), ("one", 0o644, "v1")]);
+
+        let cases = [
+            (vec![entry("/app/one", "1")], "would both write the file \"one\""),
+            (vec![entry("/app/..", "1")], "entry \"/app/..\" cannot be a file"),
+        ];
+        for (entries, want) in cases {
+            let objects = [Fetched::Many(set, entries), Fetched::One(one, fetched("x"))];
+            let err = render(class.path_translation, &objects).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
 }

@@ -216,3 +216,100 @@ impl DriverRequest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::proto;
+    use super::*;
+
+    fn request(attributes: &str, permission: &str, target: &str) -> proto::MountRequest {
+        proto::MountRequest {
+            attributes: attributes.into(),
+            permission: permission.into(),
+            target_path: target.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn decodes_parameters_and_volume_context() {
+        let attributes = serde_json::json!({
+            "objects": "- objectName: x",
+            "region": "us-east-1",
+            "usePodIdentity": "true",
+            POD_NAME: "web-0",
+            POD_NAMESPACE: "shop",
+            POD_UID: "123",
+            SERVICE_ACCOUNT: "web",
+            TOKENS: "{\"sts.amazonaws.com\":{\"token\":\"t\"}}",
+            "secretProviderClass": "web-secrets",
+            "providerName": "aws",
+        });
+        let input = MountInput::parse(&request(&attributes.to_string(), "420", "/t")).unwrap();
+        assert_eq!(input.parameters.region.as_deref(), Some("us-east-1"));
+        assert_eq!(input.parameters.use_pod_identity.as_deref(), Some("true"));
+        assert_eq!(input.pod.namespace, "shop");
+        assert_eq!(input.pod.service_account, "web");
+        assert_eq!(input.class_name, "web-secrets");
+        assert_eq!(input.default_mode, 0o644);
+        assert!(input.pod.tokens.unwrap().expose().contains("sts.amazonaws.com"));
+    }
+
+    #[test]
+    fn tokens_may_come_from_the_secrets_field() {
+        let mut req = request("{}", "420", "/t");
+        req.secrets = serde_json::json!({ TOKENS: "{}" }).to_string();
+        assert_eq!(MountInput::parse(&req).unwrap().pod.tokens.unwrap().expose(), "{}");
+    }
+
+    #[test]
+    fn malformed_requests() {
+        let cases = [
+            (request("not json", "420", "/t"), "attributes is not a JSON object"),
+            (request("{\"region\": 1}", "420", "/t"), "attributes is not a JSON object"),
+            (request("[]", "420", "/t"), "attributes is not a JSON object"),
+            (request("{}", "420", ""), "target_path is empty"),
+            (request("{}", "", "/t"), "permission \"\""),
+            (request("{}", "\"420\"", "/t"), "permission"),
+            (request("{}", "-1", "/t"), "permission"),
+            (request("{}", "512", "/t"), "permission \"512\""),
+            (request("{}", "4.5", "/t"), "permission"),
+        ];
+        for (req, want) in cases {
+            let err = MountInput::parse(&req).unwrap_err().to_string();
+            assert!(err.contains(want), "{req:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn target_paths_must_be_absolute_and_clean() {
+        let ok = ["/var/lib/kubelet/pods/1/volumes/kubernetes.io~csi/s/mount", "/mnt/secrets-store", "/t/"];
+        let bad = ["reldir", "./x", "x/../y", "/a/../b", "/a/./b", "/..", "", "/a\0b"];
+        for path in ok {
+            assert_eq!(check_target_path(Path::new(path)), Ok(()), "{path:?}");
+        }
+        for path in bad {
+            assert!(
+                matches!(check_target_path(Path::new(path)), Err(RequestError::TargetPath(_))),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_attributes_are_refused_before_parsing() {
+        let big = format!("{{\"objects\": \"{}\"}}", "x".repeat(MAX_ATTRIBUTES_BYTES));
+        let err = MountInput::parse(&request(&big, "420", "/t")).unwrap_err();
+        assert!(matches!(err, RequestError::TooLarge { field: "attributes", .. }), "{err}");
+        assert!(err.to_string().contains("over the limit"), "{err}");
+    }
+
+    #[test]
+    fn permission_values() {
+        assert_eq!(parse_permission("420"), Ok(0o644));
+        assert_eq!(parse_permission("0"), Ok(0));
+        assert_eq!(parse_permission(" 511 "), Ok(0o777));
+    }
+}

@@ -75,3 +75,23 @@ impl fmt::Debug for SecretString {
         f.write_str("<redacted>")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let bytes = SecretBytes::from("hunter2".to_string());
+        let text = SecretString::new("tok-123".into());
+        assert_eq!(format!("{bytes:?}"), "<redacted 7 bytes>");
+        assert_eq!(format!("{text:?}"), "<redacted>");
+        assert!(!format!("{:?}", Some(&text)).contains("tok"));
+    }
+
+    #[test]
+    fn into_vec_moves_the_bytes_out() {
+        let bytes = SecretBytes::new(b"abc".to_vec());
+        assert_eq!(bytes.into_vec(), b"abc");
+    }
+}

@@ -118,3 +118,80 @@ fn temp_name(name: &str) -> String {
     let stem: String = name.chars().take(200).collect();
     format!(".{stem}.tmp-{}-{n}", std::process::id())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::path::Path;
+
+    use crate::render::RenderedFile;
+    use crate::secret::SecretBytes;
+    use super::*;
+
+    fn file(path: &str, mode: u32, contents: &str) -> RenderedFile {
+        RenderedFile { path: path.into(), mode, contents: SecretBytes::from(contents.to_string()) }
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                out.extend(listing(&entry.path()).into_iter().map(|n| format!("{name}/{n}")));
+            } else {
+                out.push(name);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn writes_files_with_modes_and_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        write_all(dir.path(), &[file("a", 0o600, "1"), file("x/y/b", 0o640, "2")]).unwrap();
+        assert_eq!(listing(dir.path()), vec!["a", "x/y/b"]);
+        assert_eq!(fs::read_to_string(dir.path().join("x/y/b")).unwrap(), "2");
+        let mode = fs::metadata(dir.path().join("a")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Rewriting replaces the contents (rotation).
+        write_all(dir.path(), &[file("a", 0o644, "new")]).unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join("a")).unwrap(), "new");
+        assert_eq!(listing(dir.path()), vec!["a", "x/y/b"]);
+    }
+
+    #[test]
+    fn nothing_is_written_when_one_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("blocked")).unwrap();
+        let err = write_all(dir.path(), &[file("a", 0o644, "1"), file("blocked", 0o644, "2")]).unwrap_err();
+        assert!(err.to_string().contains("\"blocked\""), "{err}");
+        assert_eq!(listing(dir.path()), Vec::<String>::new(), "no file and no temp file may remain");
+    }
+
+    #[test]
+    fn symlinks_in_the_target_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        symlink(outside.path(), dir.path().join("link")).unwrap();
+        let err = write_all(dir.path(), &[file("link/secret", 0o644, "s")]).unwrap_err();
+        assert!(matches!(err, WriteError::Unsafe { .. }), "{err}");
+        // A symlink at the file's own name is replaced, not written through.
+        let victim = outside.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        symlink(&victim, dir.path().join("f")).unwrap();
+        write_all(dir.path(), &[file("f", 0o644, "s")]).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(!fs::symlink_metadata(dir.path().join("f")).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn missing_target_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_all(&dir.path().join("nope"), &[file("a", 0o644, "1")]).unwrap_err();
+        assert!(matches!(err, WriteError::NoTarget(_)));
+    }
+}

@@ -113,7 +113,7 @@ proptest! {
         if let Ok(class) = SecretProviderClass::parse(&params, 0o644) {
             assert_safe(&class);
         }
-        let _ = csi_provider_aws::check::check(&text, Some("us-east-1"));
+        let _ = csi_provider_aws::commands::check::check(&text, Some("us-east-1"));
     }
 
     #[test]
@@ -264,7 +264,7 @@ proptest! {
         if let Err(e) = parsed {
             prop_assert!(e.to_string().len() < 16 * 1024, "a {}-byte message", e.to_string().len());
         }
-        let _ = csi_provider_aws::check::check(&text, Some("us-east-1"));
+        let _ = csi_provider_aws::commands::check::check(&text, Some("us-east-1"));
     }
 
     #[test]

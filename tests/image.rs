@@ -48,7 +48,7 @@ fn objects_yaml(secrets: &[String], parameters: &[String]) -> String {
 }
 
 async fn client(socket: &Path) -> CsiDriverProviderClient<tonic::transport::Channel> {
-    CsiDriverProviderClient::new(csi_provider_aws::client::connect(socket).await.unwrap())
+    CsiDriverProviderClient::new(csi_provider_aws::commands::mount::connect(socket).await.unwrap())
 }
 
 async fn mount(socket: &Path, request: MountRequest) -> Result<MountResponse, tonic::Status> {

@@ -18,5 +18,5 @@ fuzz_target!(|data: &[u8]| {
             assert!(seen.insert(file.to_owned()), "duplicate file accepted: {file:?}");
         }
     }
-    let _ = csi_provider_aws::check::check(text, Some("us-east-1"));
+    let _ = csi_provider_aws::commands::check::check(text, Some("us-east-1"));
 });

@@ -6,7 +6,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::class::ObjectType;
-use crate::error::find_cause;
+use crate::cause::find_cause;
 
 /// The kind of failure, which decides failover and the gRPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +60,13 @@ impl FetchError {
     pub fn for_ref(secret: &super::SecretRef, region: &str, (class, code, message): Classified) -> Self {
         let (what, object_type, region) = (secret.to_string(), secret.object_type, region.to_owned());
         Self { what, object_type, region, class, code, message }
+    }
+
+    /// A result the store did not produce for an object it was asked for: a bug, reported
+    /// as a server error rather than panicked on.
+    pub fn missing(what: &str, object_type: ObjectType, region: &str) -> Self {
+        let message = "no result was produced for this object".into();
+        Self { what: what.to_owned(), object_type, region: region.to_owned(), class: ErrorClass::Server, code: None, message }
     }
 
     /// What the failure means for the user; decided here, where the AWS codes are known.
@@ -245,4 +252,121 @@ fn sanitize(text: &str) -> String {
         out.push_str("...");
     }
     out.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::SdkError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+    use crate::aws::*;
+
+    type Sdk = SdkError<GetSecretValueError, HttpResponse>;
+
+    fn service_error(status: u16, code: &str) -> Sdk {
+        error_with(status, ErrorMetadata::builder().code(code).message("boom").build(), "")
+    }
+
+    fn error_with(status: u16, meta: ErrorMetadata, body: &str) -> Sdk {
+        let raw = HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body.to_owned()));
+        SdkError::service_error(GetSecretValueError::generic(meta), raw)
+    }
+
+    const MARKER: &str = "MARKER-s3cr3t";
+
+    #[test]
+    fn unreadable_success_answers_are_server_faults_without_the_body() {
+        // What the SDK makes of a 200 it cannot deserialize: an unhandled error holding
+        // the raw answer and a source that quotes it.
+        let body = format!(r#"{{"Parameters":[{{"Value":"{MARKER}","Version":"x"}}]}}"#);
+        let meta = ErrorMetadata::builder().message(format!("failed to parse {body}")).build();
+        let (class, code, message) = classify(&error_with(200, meta, &body));
+        assert_eq!((class, code), (ErrorClass::Server, None));
+        assert!(message.contains("malformed answer from AWS (HTTP 200)"), "{message}");
+        assert!(!message.contains(MARKER));
+
+        let response: Sdk = SdkError::response_error(
+            format!("invalid JSON: {body}"),
+            HttpResponse::new(StatusCode::try_from(200).unwrap(), SdkBody::from(body.clone())),
+        );
+        let (class, _, message) = classify(&response);
+        assert_eq!(class, ErrorClass::Server);
+        assert!(message.contains("malformed answer") && !message.contains(MARKER), "{message}");
+    }
+
+    #[test]
+    fn aws_messages_are_capped_and_printable_only() {
+        let long = format!("line one\nforged line \u{202e}{}", "x".repeat(500));
+        let meta = ErrorMetadata::builder().code("ValidationException").message(long).build();
+        let (_, _, message) = classify(&error_with(400, meta, ""));
+        assert!(!message.contains('\n') && !message.contains('\u{202e}'), "{message:?}");
+        assert!(message.len() < 300 && message.ends_with("..."), "{message}");
+        assert!(message.starts_with("ValidationException (HTTP 400): line oneforged line"), "{message}");
+    }
+
+    #[test]
+    fn error_answers_without_an_aws_code_keep_their_status_class_but_not_their_body() {
+        let meta = ErrorMetadata::builder().message(format!("<html>{MARKER}</html>")).build();
+        for (status, want) in [(403, ErrorClass::Client), (502, ErrorClass::Server)] {
+            let (class, code, message) = classify(&error_with(status, meta.clone(), MARKER));
+            assert_eq!((class, code), (want, None), "{status}");
+            assert!(message.contains(&format!("HTTP {status} without an AWS error code")), "{message}");
+            assert!(!message.contains(MARKER), "{message}");
+        }
+    }
+
+    #[test]
+    fn dispatch_and_construction_failures_are_our_own_words() {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, format!("to {MARKER}"));
+        let err: Sdk = SdkError::dispatch_failure(ConnectorError::io(io.into()));
+        let (class, _, message) = classify(&err);
+        assert_eq!(class, ErrorClass::Network);
+        assert_eq!(message, "could not reach AWS: connection failed (ConnectionRefused)");
+        // As hyper-rustls hands it over: tokio-rustls's io::Error inside another.
+        let tls = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
+        let err: Sdk = SdkError::dispatch_failure(ConnectorError::io(tls.into()));
+        let (class, _, message) = classify(&err);
+        assert_eq!(class, ErrorClass::Network);
+        assert!(message.contains("TLS certificate is not trusted (UnknownIssuer)"), "{message}");
+        assert!(message.contains("SSL_CERT_FILE"), "{message}");
+        let err: Sdk = SdkError::construction_failure(format!("bad input {MARKER}"));
+        let (class, _, message) = classify(&err);
+        assert_eq!(class, ErrorClass::Client);
+        assert!(!message.contains(MARKER), "{message}");
+    }
+
+    #[test]
+    fn service_errors_by_status_and_code() {
+        let cases = [
+            (400, "ResourceNotFoundException", ErrorClass::Client),
+            (400, "AccessDeniedException", ErrorClass::Client),
+            (400, "ThrottlingException", ErrorClass::Throttled),
+            (400, "TooManyRequestsException", ErrorClass::Throttled),
+            (429, "Whatever", ErrorClass::Throttled),
+            (500, "InternalServiceError", ErrorClass::Server),
+            (503, "ServiceUnavailable", ErrorClass::Server),
+        ];
+        for (status, code, want) in cases {
+            let (class, got_code, message) = classify(&service_error(status, code));
+            assert_eq!(class, want, "{status} {code}");
+            assert_eq!(got_code.as_deref(), Some(code));
+            assert!(message.contains(code) && message.contains("boom"), "{message}");
+        }
+    }
+
+    #[test]
+    fn timeouts_and_transience() {
+        let err: Sdk = SdkError::timeout_error("slow");
+        assert_eq!(classify(&err).0, ErrorClass::Timeout);
+        assert!(ErrorClass::Timeout.is_transient());
+        assert!(ErrorClass::Server.is_transient());
+        assert!(!ErrorClass::Client.is_transient());
+    }
 }

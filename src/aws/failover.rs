@@ -6,8 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::listing::Entries;
-use super::{FetchError, FetchTarget, FetchedSecret, SecretRef, SecretStore};
+use super::{Entries, FetchError, FetchTarget, FetchedSecret, SecretRef, SecretStore};
 use crate::class::Collection;
 
 /// One object to fetch, with its name in the failover region when there is one.
@@ -112,9 +111,8 @@ pub async fn list(
 }
 
 /// A store that forgot a ref is a bug; report it rather than panic.
-pub fn missing(r: &SecretRef, target: &FetchTarget) -> FetchError {
-    let message = "no result was produced for this object".into();
-    FetchError::for_ref(r, &target.region, (super::ErrorClass::Server, None, message))
+pub(super) fn missing(r: &SecretRef, target: &FetchTarget) -> FetchError {
+    FetchError::missing(&r.to_string(), r.object_type, &target.region)
 }
 
 #[cfg(test)]

@@ -7,12 +7,9 @@ use std::time::Instant;
 
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
-use super::{AwsStore, Classified, ErrorClass, FetchError, FetchTarget, FetchedSecret, SecretRef, classify};
+use super::{AwsStore, Classified, Entries, ErrorClass, FetchError, FetchTarget, FetchedSecret, SecretRef, classify};
 use crate::class::{Collection, ObjectType};
 use crate::secret::SecretBytes;
-
-/// Entries of a collection: (full name, value).
-pub type Entries = Vec<(String, FetchedSecret)>;
 
 pub(super) async fn list(
     aws: &AwsStore,

@@ -3,10 +3,11 @@
 
 mod error;
 pub mod failover;
+pub mod fetch;
 #[cfg(test)]
 pub(crate) mod fake;
 mod http;
-pub mod listing;
+mod listing;
 mod parameterstore;
 mod secretsmanager;
 pub mod shared;
@@ -27,8 +28,8 @@ use tokio::sync::Semaphore;
 pub use error::{Classified, ErrorClass, FailureKind, FetchError, classify};
 
 use crate::class::{Collection, ObjectType};
+pub use crate::fetched::{Entries, FetchedSecret};
 use crate::metrics::Metrics;
-use crate::secret::SecretBytes;
 
 /// One object version to fetch; also the key under which identical fetches are shared.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,14 +60,6 @@ impl fmt::Display for SecretRef {
     }
 }
 
-/// A fetched value with the version AWS reported for it.
-#[derive(Clone, Debug)]
-pub struct FetchedSecret {
-    pub value: SecretBytes,
-    /// Secrets Manager VersionId or Parameter Store version number.
-    pub version: String,
-}
-
 /// The outcome of fetching a set of objects: one result per requested ref.
 pub type FetchResults = HashMap<SecretRef, Result<FetchedSecret, FetchError>>;
 
@@ -81,7 +74,7 @@ pub struct FetchTarget {
 }
 
 /// A collection's entries on their way.
-pub type Listing<'a> = BoxFuture<'a, Result<listing::Entries, FetchError>>;
+pub type Listing<'a> = BoxFuture<'a, Result<Entries, FetchError>>;
 
 /// A source of secrets: the real AWS, or a fake in tests.
 pub trait SecretStore: Send + Sync {
@@ -106,17 +99,11 @@ pub struct AwsSettings {
     pub connect_timeout: Duration,
 }
 
-impl Default for AwsSettings {
-    fn default() -> Self {
-        Self {
-            endpoint_url: None,
-            app_version: None,
-            attempt_timeout: Duration::from_secs(5),
-            call_timeout: Duration::from_secs(12),
-            connect_timeout: Duration::from_secs(3),
-        }
-    }
-}
+/// Limit for one HTTP attempt (at most `--aws-timeout`): a stalled attempt is abandoned in
+/// time for the SDK's retries.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Limit for opening a connection to AWS.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Loads the shared SDK configuration (one HTTP client for all SDK clients, timeouts,
 /// retries, FIPS and endpoint settings from the environment). Pod credentials and regions

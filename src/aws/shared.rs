@@ -53,9 +53,10 @@ pub struct CacheSettings {
     pub max_bytes: usize,
 }
 
-impl Default for CacheSettings {
-    fn default() -> Self {
-        Self { ttl: Duration::ZERO, max_entries: 10_000, max_bytes: 64 * 1024 * 1024 }
+impl CacheSettings {
+    /// Values served again for `ttl` (zero: no cache), within the cache's fixed bounds.
+    pub fn with_ttl(ttl: Duration) -> Self {
+        Self { ttl, max_entries: 10_000, max_bytes: 64 * 1024 * 1024 }
     }
 }
 
@@ -245,7 +246,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_identical_fetches_are_made_once() {
         let inner = Arc::new(slow_store());
-        let store = Arc::new(SharedStore::new(inner.clone(), CacheSettings::default()));
+        let store = Arc::new(SharedStore::new(inner.clone(), CacheSettings::with_ttl(Duration::ZERO)));
         let refs = vec![secret("a"), secret("b")];
         let mut tasks = Vec::new();
         for _ in 0..50 {
@@ -267,7 +268,7 @@ mod tests {
         let inner = Arc::new(slow_store());
         let store = Arc::new(SharedStore::new(
             inner.clone(),
-            CacheSettings { ttl: Duration::from_secs(60), ..Default::default() },
+            CacheSettings::with_ttl(Duration::from_secs(60)),
         ));
         let refs = vec![secret("a")];
         let (one, two) = (target("pod-1"), target("pod-2"));
@@ -297,7 +298,7 @@ mod tests {
     #[tokio::test]
     async fn work_nobody_waits_for_stops_but_a_shared_fetch_goes_on() {
         let inner = Arc::new(slow_store());
-        let store = Arc::new(SharedStore::new(inner.clone(), CacheSettings::default()));
+        let store = Arc::new(SharedStore::new(inner.clone(), CacheSettings::with_ttl(Duration::ZERO)));
         let refs = vec![secret("a")];
         // Two mounts share a fetch; one is cancelled: the other still gets the value.
         let (s, r) = (store.clone(), refs.clone());
@@ -324,7 +325,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_mount_does_not_leave_a_stale_fetch_behind() {
         let inner = Arc::new(slow_store());
-        let store = Arc::new(SharedStore::new(inner.clone(), CacheSettings::default()));
+        let store = Arc::new(SharedStore::new(inner.clone(), CacheSettings::with_ttl(Duration::ZERO)));
         let refs = vec![secret("a")];
         let (s, r) = (store.clone(), refs.clone());
         let cancelled = tokio::spawn(async move { s.fetch(&target("p"), &r).await });

@@ -50,3 +50,45 @@ impl fmt::Display for Arn {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_service_region_and_resource() {
+        let cases = [
+            (
+                "arn:aws:secretsmanager:us-west-2:111122223333:secret:db-AbCdEf",
+                ("secretsmanager", "us-west-2", "secret:db-AbCdEf"),
+            ),
+            ("arn:aws:ssm:eu-west-1:111122223333:parameter/app/db", ("ssm", "eu-west-1", "parameter/app/db")),
+            ("arn:aws-cn:ssm:cn-north-1:1:parameter/x", ("ssm", "cn-north-1", "parameter/x")),
+        ];
+        for (input, (service, region, resource)) in cases {
+            let arn = Arn::parse(input).unwrap();
+            assert_eq!(
+                (arn.service.as_str(), arn.region.as_str(), arn.resource.as_str()),
+                (service, region, resource),
+                "{input}"
+            );
+            assert_eq!(arn.to_string(), input);
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_arns() {
+        for input in ["arn:aws:ssm", "arn:aws::us-east-1:1:x", "arn:aws:ssm:r:1:", "nope:a:b:c:d:e"] {
+            assert!(Arn::parse(input).is_err(), "{input}");
+        }
+    }
+
+    #[test]
+    fn in_region_swaps_only_the_region() {
+        let arn = Arn::parse("arn:aws:secretsmanager:us-east-1:1:secret:s-AbCdEf").unwrap();
+        assert_eq!(
+            arn.in_region("us-west-2").to_string(),
+            "arn:aws:secretsmanager:us-west-2:1:secret:s-AbCdEf"
+        );
+    }
+}

@@ -77,3 +77,46 @@ impl fmt::Display for Encoding {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::class::*;
+
+    #[test]
+    fn decoding() {
+        type Case<'a> = (Encoding, &'a [u8], Result<&'a [u8], ()>);
+        let cases: &[Case] = &[
+            (Encoding::Raw, b"\xff", Ok(b"\xff")),
+            (Encoding::Utf8, b"caf\xc3\xa9", Ok(b"caf\xc3\xa9")),
+            (Encoding::Utf8, b"\xff", Err(())),
+            (Encoding::Base64, b"aGVsbG8=", Ok(b"hello")),
+            (Encoding::Base64, b"aGVs\nbG8", Ok(b"hello")),
+            (Encoding::Base64, b"_-8", Ok(&[0xff, 0xef])),
+            (Encoding::Base64, b"!!", Err(())),
+            (Encoding::Hex, b"CAFE 00", Ok(&[0xca, 0xfe, 0x00])),
+            (Encoding::Hex, b"abc", Err(())),
+            (Encoding::Hex, b"zz", Err(())),
+            (Encoding::Hex, b"+a+b", Err(())),
+            (Encoding::Hex, b"-a", Err(())),
+            (Encoding::Hex, b"0x", Err(())),
+            (Encoding::Hex, "é".as_bytes(), Err(())),
+        ];
+        for (encoding, input, want) in cases {
+            let got = encoding.decode(input).map_err(|_| ());
+            assert_eq!(got.as_deref().map_err(|_| ()), *want, "{encoding:?} {input:?}");
+        }
+    }
+
+    #[test]
+    fn parsing() {
+        for (input, want) in [
+            (None, Ok(Encoding::Raw)),
+            (Some("BASE64"), Ok(Encoding::Base64)),
+            (Some("utf8"), Ok(Encoding::Utf8)),
+            (Some("rot13"), Err(())),
+            (Some(" hex"), Err(())),
+        ] {
+            assert_eq!(Encoding::parse(input).map_err(|_| ()), want, "{input:?}");
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! [`model`]), [`go`] (ASCP's Go parsing rules), [`encoding`], [`arn`], [`naming`].
 
 pub mod arn;
+mod cache;
 mod encoding;
 mod go;
 mod model;
@@ -16,9 +17,13 @@ mod raw;
 mod scan;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 
 pub use arn::Arn;
+pub use cache::{ClassCache, ParseFailure};
 pub use encoding::Encoding;
 pub use go::parse_bool as parse_go_bool;
 pub use model::{

@@ -86,3 +86,55 @@ pub fn check_file_path(path: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_translation() {
+        let cases: &[(Option<&str>, Result<PathTranslation, ()>)] = &[
+            (None, Ok(PathTranslation::Replace('_'))),
+            (Some(""), Ok(PathTranslation::Replace('_'))),
+            (Some("-"), Ok(PathTranslation::Replace('-'))),
+            (Some("é"), Ok(PathTranslation::Replace('é'))),
+            (Some("False"), Ok(PathTranslation::Keep)),
+            (Some("false"), Ok(PathTranslation::Keep)),
+            (Some("__"), Err(())),
+            (Some("true"), Err(())),
+        ];
+        for (input, want) in cases {
+            assert_eq!(PathTranslation::parse(*input).map_err(|_| ()), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn apply_translation() {
+        let cases = [
+            (PathTranslation::Replace('_'), "/app/db/password", "_app_db_password"),
+            (PathTranslation::Replace('-'), "a/b", "a-b"),
+            (PathTranslation::Replace('_'), "plain", "plain"),
+            (PathTranslation::Keep, "/app/db/password", "app/db/password"),
+            (PathTranslation::Keep, "//x", "x"),
+            (PathTranslation::Keep, "a/b", "a/b"),
+        ];
+        for (translation, name, want) in cases {
+            assert_eq!(translation.apply(name), want, "{translation:?} {name}");
+        }
+    }
+
+    #[test]
+    fn file_path_rules() {
+        let long = "x".repeat(256);
+        let ok =
+            ["a", "a/b", "arn:aws:secretsmanager:us-east-1:1:secret:x", "..a", "a..", "x".repeat(255).leak()];
+        let bad = ["", "/a", "..", "a/../b", "../a", "a/..", "a//b", "a/./b", "a/", "a\0b", long.as_str()];
+        for path in ok {
+            assert!(check_file_path(path).is_ok(), "{path:?} should be accepted");
+        }
+        for path in bad {
+            assert!(check_file_path(path).is_err(), "{path:?} should be rejected");
+        }
+        assert!(check_file_path(&"a/".repeat(2100)).is_err());
+    }
+}

@@ -330,3 +330,66 @@ impl Budget<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::class::*;
+
+    fn limits() -> Limits {
+        Limits { max_objects: 10, max_nodes: 1000, max_text: 10_000, max_depth: 8, ..Limits::default() }
+    }
+
+    fn refused(text: &str) -> ScanError {
+        scan(text, &limits(), "objects").expect_err(text)
+    }
+
+    #[test]
+    fn within_the_budget_positions_are_recorded() {
+        let text = "- objectName: a\n  jmesPath:\n    - {path: x, objectAlias: y}\n- objectName: b\n";
+        let positions = scan(text, &limits(), "objects").unwrap();
+        assert_eq!(positions.line("objects[0].objectName"), Some(1));
+        assert_eq!(positions.line("objects[0].jmesPath[0].path"), Some(3));
+        assert_eq!(positions.line("objects[1].objectName"), Some(4));
+        let manifest =
+            "kind: X\nspec:\n  parameters:\n    objects: |\n\n      - a\n---\nspec: {objects: b}\n";
+        let positions = scan(manifest, &limits(), "manifest").unwrap();
+        assert_eq!(positions.value_line("manifest.spec.parameters.objects"), Some(5));
+        assert_eq!(positions.value_line("manifest#1.spec.objects"), Some(8));
+    }
+
+    #[test]
+    fn every_limit_is_enforced_while_reading() {
+        let fan_out = format!("- a: &a [{}]\n  b: [{}]\n", vec!["x"; 40].join(","), vec!["*a"; 40].join(","));
+        let text_fan_out = format!("- a: &a {}\n  b: [*a, *a, *a, *a]\n", "x".repeat(3000));
+        let cases = [
+            ("- {}\n".repeat(11), "has 11 objects; the limit is 10"),
+            ("- {}\n".repeat(25), "at least 21 objects; the limit is 10"),
+            (fan_out, "nodes"),
+            (text_fan_out, "text"),
+            (format!("- {}{}", "[".repeat(9), "]".repeat(9)), "nest"),
+            (format!("- {}x", "- ".repeat(9)), "nest"),
+            ("x".repeat(limits().max_bytes + 1), "bytes"),
+        ];
+        for (text, want) in cases {
+            let message = match refused(&text) {
+                ScanError::Limit(m) => m,
+                ScanError::TooManyObjects(too_many) => too_many.to_string(),
+                other => panic!("{other:?}"),
+            };
+            assert!(message.contains(want), "{text:.40}: {message}");
+        }
+        assert!(matches!(refused("- 'a\n"), ScanError::Syntax { line: 1, .. }));
+        assert!(matches!(refused("- *nope\n"), ScanError::Syntax { .. }));
+        // Eight items at the top level of a list of lists are within ten objects.
+        assert!(scan(&"- [a, b, c]\n".repeat(8), &limits(), "objects").is_ok());
+    }
+
+    #[test]
+    fn a_passed_deadline_stops_reading() {
+        let limits = Limits { deadline: Some(Instant::now() - Duration::from_secs(1)), ..Limits::default() };
+        let text = format!("a: [{}]", "x, ".repeat(5000));
+        assert_eq!(scan(&text, &limits, "objects").unwrap_err(), ScanError::Deadline);
+    }
+}

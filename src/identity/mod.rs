@@ -12,6 +12,7 @@
 
 pub mod irsa;
 pub mod pod_identity;
+pub mod region;
 pub mod tokens;
 pub mod verify;
 
@@ -119,18 +120,18 @@ pub trait CredentialSource: Send + Sync {
     }
 }
 
-/// The provider's own credentials (the SDK's default chain), whatever the pod. For tests and
+/// Fixed credentials (e.g. the SDK's default chain), whatever the pod. For tests and
 /// single-tenant setups only; the provider binary uses [`PodCredentials`].
-pub struct ProviderCredentials(pub SharedCredentialsProvider);
+pub struct FixedCredentials(pub SharedCredentialsProvider);
 
-impl CredentialSource for ProviderCredentials {
+impl CredentialSource for FixedCredentials {
     fn credentials<'a>(
         &'a self,
         _pod: &'a Pod,
         _auth: AuthMethod,
         _regions: &'a [String],
     ) -> IdentityFuture<'a> {
-        let identity = Identity { credentials: self.0.clone(), key: "provider".into() };
+        let identity = Identity { credentials: self.0.clone(), key: "fixed".into() };
         Box::pin(async move { Ok(identity) })
     }
 }

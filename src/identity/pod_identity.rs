@@ -17,6 +17,9 @@ use super::IdentityError;
 use crate::class::AddressPreference;
 use crate::secret::SecretString;
 
+/// Timeout of each request to the agent when `--pod-identity-http-timeout` is empty or
+/// unset (ASCP's default too).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Attempts per endpoint on transient failures (connection refused, timeout, 5xx, 429).
 const ATTEMPTS: u32 = 3;
 /// The agent's answers are small; anything larger is not the agent.

@@ -43,3 +43,46 @@ pub fn token_for(tokens: Option<&SecretString>, audience: &str) -> Result<Secret
         _ => Err(IdentityError::NoTokenForAudience(audience.to_owned())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::SecretString;
+
+    fn tokens(json: &str) -> SecretString {
+        SecretString::new(json.to_owned())
+    }
+
+    #[test]
+    fn picks_the_token_of_the_audience() {
+        let json = r#"{"sts.amazonaws.com":{"token":"t-sts","expirationTimestamp":"2026-01-01T00:00:00Z"},
+                       "pods.eks.amazonaws.com":{"token":"t-pod"}}"#;
+        assert_eq!(token_for(Some(&tokens(json)), IRSA_AUDIENCE).unwrap().expose(), "t-sts");
+        assert_eq!(token_for(Some(&tokens(json)), POD_IDENTITY_AUDIENCE).unwrap().expose(), "t-pod");
+    }
+
+    #[test]
+    fn missing_or_bad_tokens_say_to_configure_token_requests() {
+        let cases: [(Option<&str>, &str); 10] = [
+            (None, "tokenRequests"),
+            (Some(""), "tokenRequests"),
+            (Some("{}"), "\"sts.amazonaws.com\""),
+            (Some(r#"{"sts.amazonaws.com":{"token":""}}"#), "\"sts.amazonaws.com\""),
+            (Some(r#"{"other":{"token":"x"}}"#), "tokenRequests"),
+            (Some("not json secret-token-value"), "not the driver's JSON"),
+            (Some(r#"{"sts.amazonaws.com": "secret-token-value"}"#), "is not {\"token\""),
+            (
+                Some(r#"{"sts.amazonaws.com": {"token": 7, "x": "secret-token-value"}}"#),
+                "not the driver's JSON",
+            ),
+            (Some(r#"["secret-token-value"]"#), "not the driver's JSON"),
+            (Some(r#"{"sts.amazonaws.com": {"token": "secret-token-value""#), "ends early"),
+        ];
+        for (input, want) in cases {
+            let input = input.map(tokens);
+            let err = token_for(input.as_ref(), IRSA_AUDIENCE).unwrap_err().to_string();
+            assert!(err.contains(want), "{input:?}: {err}");
+            assert!(!err.contains("secret-token-value"), "{err}");
+        }
+    }
+}

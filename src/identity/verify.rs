@@ -227,3 +227,70 @@ impl TokenVerifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use crate::kube::IssuerKeys;
+    use crate::secret::SecretString;
+
+    use super::*;
+
+    fn issuer(jwk: serde_json::Value) -> IssuerKeys {
+        let keys = serde_json::from_value(serde_json::json!({ "keys": [jwk] })).unwrap();
+        IssuerKeys { issuer: "https://issuer".into(), keys }
+    }
+
+    fn rsa_jwk(extra: serde_json::Value) -> serde_json::Value {
+        let mut jwk = serde_json::json!({"kty": "RSA", "kid": "k", "n": "sXch", "e": "AQAB"});
+        if let (Some(jwk), Some(extra)) = (jwk.as_object_mut(), extra.as_object()) {
+            jwk.extend(extra.clone());
+        }
+        jwk
+    }
+
+    fn token(header: serde_json::Value) -> String {
+        let claims = serde_json::json!({"sub": "system:serviceaccount:ns:sa", "aud": ["sts.amazonaws.com"]});
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            URL_SAFE_NO_PAD.encode(b"signature")
+        )
+    }
+
+    #[test]
+    fn only_rs256_tokens_naming_a_published_rsa_signing_key_get_to_the_signature_check() {
+        let keys = issuer(rsa_jwk(serde_json::json!({})));
+        let cases = [
+            // Algorithm confusion: an HMAC "signed" with the public key must not pass.
+            (token(serde_json::json!({"alg": "HS256", "kid": "k"})), Unverified::Algorithm),
+            (token(serde_json::json!({"alg": "ES256", "kid": "k"})), Unverified::Algorithm),
+            (token(serde_json::json!({"alg": "none", "kid": "k"})), Unverified::Malformed),
+            (token(serde_json::json!({"alg": "RS256"})), Unverified::Malformed),
+            (token(serde_json::json!({"alg": "RS256", "kid": "other"})), Unverified::UnknownKey),
+            ("not.a.jwt".to_owned(), Unverified::Malformed),
+            (String::new(), Unverified::Malformed),
+        ];
+        for (token, want) in cases {
+            assert_eq!(check(&token, &keys, "sts.amazonaws.com", "ns", "sa"), Err(want), "{token}");
+        }
+        // A key published for encryption or another algorithm is not a signing key.
+        for jwk in [rsa_jwk(serde_json::json!({"use": "enc"})), rsa_jwk(serde_json::json!({"alg": "RS512"}))]
+        {
+            let token = token(serde_json::json!({"alg": "RS256", "kid": "k"}));
+            assert_eq!(
+                check(&token, &issuer(jwk), "sts.amazonaws.com", "ns", "sa"),
+                Err(Unverified::UnknownKey)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_cluster_nothing_verifies() {
+        let verifier = TokenVerifier::new(None);
+        let token = SecretString::new(token(serde_json::json!({"alg": "RS256", "kid": "k"})));
+        assert_eq!(verifier.verify(&token, "sts.amazonaws.com", "ns", "sa").await, Err(Unverified::Disabled));
+    }
+}

@@ -35,7 +35,7 @@ use tower::ServiceExt;
 
 use accept::AcceptBackoff;
 pub use response::{MAX_RESPONSE_BYTES, NO_OBJECTS_ID};
-pub use service::ProviderService;
+pub use service::DriverService;
 
 use crate::metrics::Metrics;
 use crate::mount::Mounter;
@@ -142,14 +142,14 @@ pub async fn run(
     let mut listener = listener;
     let mut socket_id = file_id(path);
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<CsiDriverProviderServer<ProviderService>>().await;
+    health.set_serving::<CsiDriverProviderServer<DriverService>>().await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
-    let service = CsiDriverProviderServer::new(ProviderService::new(mounter, metrics.clone()))
+    let service = CsiDriverProviderServer::new(DriverService::new(mounter, metrics.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         // The service checks the response against the driver's limit itself, with a clear
         // message; this only keeps the encoder from ever sending more.
@@ -208,7 +208,7 @@ pub async fn run(
 
     tracing::info!("shutting down: no new connections, finishing in-flight mounts");
     // Tell health checkers first, so nothing new is routed to a provider going away.
-    health.set_not_serving::<CsiDriverProviderServer<ProviderService>>().await;
+    health.set_not_serving::<CsiDriverProviderServer<DriverService>>().await;
     metrics.set_ready(false);
     drop(listener);
     let _ = draining_tx.send(true);

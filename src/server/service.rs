@@ -20,19 +20,19 @@ pub const API_VERSION: &str = "v1alpha1";
 /// The name reported by `Version`.
 pub const RUNTIME_NAME: &str = "csi-provider-aws";
 /// Serves the driver's calls.
-pub struct ProviderService {
+pub struct DriverService {
     mounter: Arc<Mounter>,
     metrics: Arc<Metrics>,
 }
 
-impl ProviderService {
+impl DriverService {
     pub fn new(mounter: Arc<Mounter>, metrics: Arc<Metrics>) -> Self {
         Self { mounter, metrics }
     }
 }
 
 #[tonic::async_trait]
-impl CsiDriverProvider for ProviderService {
+impl CsiDriverProvider for DriverService {
     async fn version(&self, _request: Request<VersionRequest>) -> Result<Response<VersionResponse>, Status> {
         Ok(Response::new(VersionResponse {
             version: API_VERSION.into(),

@@ -24,7 +24,7 @@ use csi_provider_aws::metrics::Metrics;
 use csi_provider_aws::mount::MountSettings;
 use csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use csi_provider_aws::proto::{MountRequest, MountResponse};
-use csi_provider_aws::provider;
+use csi_provider_aws::compose;
 use csi_provider_aws::server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -241,7 +241,7 @@ impl Provider {
 
 /// A gRPC channel over the Unix socket at `path`, as the driver dials it.
 pub async fn channel(path: &Path) -> Channel {
-    csi_provider_aws::client::connect(path).await.unwrap()
+    csi_provider_aws::commands::mount::connect(path).await.unwrap()
 }
 
 /// The service-account tokens the driver passes (tokenRequests for both audiences).

@@ -1,6 +1,7 @@
-//! The composition root: builds the provider's object graph (AWS clients, shared store and
-//! value cache, Kubernetes lookups, token verifier, credentials, mounter) from settings, in
-//! one place used by the binary, the integration tests and the benchmark.
+//! The composition root: the provider's settings (from its flags, defaults included) and
+//! the object graph built from them (AWS clients, shared store and value cache, Kubernetes
+//! lookups, token verifier, credentials, regions, mounter), in one place used by the binary,
+//! the integration tests and the benchmark.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +9,10 @@ use std::time::Duration;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::aws::shared::{CacheSettings, SharedStore, SharingStats};
-use crate::aws::{AwsSettings, AwsStore, load_sdk_config, sts_config};
+use crate::aws::{self, AwsSettings, AwsStore, load_sdk_config, sts_config};
 use crate::cli::ServeArgs;
-use crate::identity::{
-    CredentialSource, PodCredentials, PodIdentityAgent, ProviderCredentials, TokenVerifier,
-};
+use crate::identity::region::Regions;
+use crate::identity::{CredentialSource, FixedCredentials, PodCredentials, PodIdentityAgent, TokenVerifier};
 use crate::kube::{KubeLookup, KubeSource};
 use crate::metrics::Metrics;
 use crate::mount::{MountSettings, Mounter};
@@ -47,23 +47,26 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings the provider's flags and environment (`AWS_REGION`) ask for.
-    pub fn from_args(args: &ServeArgs) -> Self {
+    /// What the flags ask for, with the provider's own `AWS_REGION` (from its environment)
+    /// as the mounts' default region.
+    pub fn from_args(args: &ServeArgs, aws_region: Option<String>) -> Self {
         Self {
             aws: AwsSettings {
+                endpoint_url: None,
                 app_version: Some(args.eks_addon_version.clone()).filter(|v| !v.is_empty()),
+                attempt_timeout: aws::ATTEMPT_TIMEOUT.min(args.aws_timeout),
                 call_timeout: args.aws_timeout,
-                ..AwsSettings::default()
+                connect_timeout: aws::CONNECT_TIMEOUT,
             },
             mount: MountSettings {
                 driver_writes_secrets: args.driver_writes_secrets,
-                default_region: std::env::var("AWS_REGION").ok().filter(|r| !r.trim().is_empty()),
+                default_region: aws_region.filter(|r| !r.trim().is_empty()),
                 max_objects: args.max_objects,
-                max_response_bytes: usize::try_from(args.max_mount_bytes).unwrap_or(usize::MAX),
+                max_contents_bytes: usize::try_from(args.max_mount_bytes).unwrap_or(usize::MAX),
                 timeout: args.mount_timeout,
                 max_concurrent: args.max_concurrent_mounts,
             },
-            cache: CacheSettings { ttl: args.cache_ttl, ..CacheSettings::default() },
+            cache: CacheSettings::with_ttl(args.cache_ttl),
             max_aws_requests: args.max_aws_requests,
             kube: KubeSource::Infer,
             kube_qps: args.qps,
@@ -74,15 +77,23 @@ impl Settings {
                 agent_timeout: args
                     .pod_identity_http_timeout
                     .and_then(|t| t.0)
-                    .unwrap_or(Duration::from_secs(1)),
+                    .unwrap_or(crate::identity::pod_identity::DEFAULT_TIMEOUT),
                 share_irsa: args.share_irsa_identity,
             },
         }
     }
 }
 
-/// The built provider: what the server serves and what operators and tests observe.
-pub struct Provider {
+impl Default for Settings {
+    /// The flags' defaults (the binary run without arguments), without `AWS_REGION`: every
+    /// default is written once, in the flags' definitions.
+    fn default() -> Self {
+        Self::from_args(&ServeArgs::defaults(), None)
+    }
+}
+
+/// The built object graph: what the server serves and what operators and tests observe.
+pub struct Built {
     pub mounter: Arc<Mounter>,
     pub metrics: Arc<Metrics>,
     /// How many objects were fetched, joined in flight or served from the cache.
@@ -91,7 +102,7 @@ pub struct Provider {
 
 /// Builds the object graph. Fails only on unusable settings (an agent URL that is not
 /// `http://`); nothing here needs AWS or the API server to be reachable.
-pub async fn build(settings: Settings) -> Result<Provider, String> {
+pub async fn build(settings: Settings) -> Result<Built, String> {
     let sdk = load_sdk_config(&settings.aws).await;
     let metrics = Arc::new(Metrics::new());
     let aws = AwsStore::new(sdk.clone(), settings.max_aws_requests, metrics.clone());
@@ -116,8 +127,9 @@ pub async fn build(settings: Settings) -> Result<Provider, String> {
             });
             Arc::new(PodCredentials::new(sts_config(&sdk), cluster.clone(), agent, verifier, metrics.clone()))
         }
-        IdentityMode::Fixed(credentials) => Arc::new(ProviderCredentials(credentials)),
+        IdentityMode::Fixed(credentials) => Arc::new(FixedCredentials(credentials)),
     };
-    let mounter = Arc::new(Mounter::new(settings.mount, Arc::new(store), credentials, Some(cluster)));
-    Ok(Provider { mounter, metrics, sharing })
+    let regions = Regions::new(settings.mount.default_region.clone(), Some(cluster));
+    let mounter = Arc::new(Mounter::new(settings.mount, regions, credentials, Arc::new(store)));
+    Ok(Built { mounter, metrics, sharing })
 }

@@ -209,3 +209,147 @@ fn check_parameters(
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata:
+  name: web
+spec:
+  provider: aws
+  secretObjects:
+    - secretName: web
+      type: Opaque
+      data:
+        - {objectName: user, key: username}
+  parameters:
+    region: us-east-1
+    objects: |
+      - objectName: prod/db
+        objectType: secretsmanager
+        jmesPath:
+          - {path: username, objectAlias: user}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: other}
+"#;
+
+    #[test]
+    fn lists_the_files_of_a_valid_manifest() {
+        let reports = check(MANIFEST, None).unwrap();
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].problems.is_empty(), "{:?}", reports[0].problems);
+        let text = format(&reports);
+        assert!(text.contains("SecretProviderClass \"web\": OK, 2 file(s)"), "{text}");
+        assert!(text.contains("prod_db  0644  secretsmanager \"prod/db\""), "{text}");
+        assert!(text.contains("user  0644  jmesPath \"username\""), "{text}");
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let broken = MANIFEST
+            .replace("provider: aws", "provider: azure")
+            .replace("objectName: user", "objectName: usr")
+            .replace("objectType: secretsmanager", "objectType: secretmanager");
+        let reports = check(&broken, None).unwrap();
+        let problems = reports[0].problems.join("\n");
+        assert!(problems.contains("spec.provider is \"azure\""), "{problems}");
+        assert!(problems.contains("objectType \"secretmanager\" is unknown"), "{problems}");
+
+        let unsynced = MANIFEST.replace("objectName: user", "objectName: usr");
+        let problems = check(&unsynced, None).unwrap()[0].problems.join("\n");
+        assert!(
+            problems.contains("\"usr\" matches no mounted file; use one of: prod_db, user"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn accepts_a_bare_objects_list_and_checks_arn_regions() {
+        let list = "- objectName: arn:aws:secretsmanager:us-west-2:1:secret:x\n";
+        assert!(check(list, Some("us-west-2")).unwrap()[0].problems.is_empty());
+        let reports = check(list, Some("us-east-1")).unwrap();
+        assert!(reports[0].problems[0].contains("does not match"), "{:?}", reports[0].problems);
+        assert!(check("kind: Pod\n", None).is_err());
+        assert!(check(":\n  - [", None).is_err());
+    }
+
+    /// A manifest with `parameters` as given (indented by four spaces).
+    fn manifest(parameters: &str, synced: &str) -> String {
+        format!(
+            "kind: SecretProviderClass\nmetadata: {{name: c}}\nspec:\n  provider: aws\n{synced}  parameters:\n{parameters}"
+        )
+    }
+
+    #[test]
+    fn nothing_goes_unnoticed_in_one_run() {
+        let objects = |list: &str| format!("    region: us-east-1\n    objects: |\n{list}");
+        let sync_usr = "  secretObjects:\n    - {secretName: s, data: [{objectName: usr, key: k}]}\n";
+        // (manifest, problems wanted, warnings wanted)
+        let cases: Vec<(String, &[&str], &[&str])> = vec![
+            (
+                manifest(
+                    "    region: us-east-1\n    object: |\n      - {objectName: a, objectType: secretsmanager}\n",
+                    "",
+                ),
+                &[],
+                &["parameter \"object\" is unknown and ignored; did you mean \"objects\"?", "mounts nothing"],
+            ),
+            (
+                manifest(
+                    "    regoin: us-east-1\n    objects: '- {objectName: a, objectType: secretsmanager}'\n",
+                    "",
+                ),
+                &[],
+                &["parameter \"regoin\" is unknown and ignored; did you mean \"region\"?"],
+            ),
+            (
+                manifest(&objects("      - objectName: db\n        objectTpe: secretsmanager\n"), ""),
+                &["object \"db\": objectType is missing"],
+                // The line counts from the start of the file.
+                &["objects[0]: unknown key \"objectTpe\" is ignored (line 9); did you mean \"objectType\"?"],
+            ),
+            (
+                manifest(
+                    &objects(
+                        "      - {objectName: a, objectType: vault}\n      - {objectName: x, objectType: secretsmanager}\n      \
+                         - {objectName: y, objectType: secretsmanager, objectAlias: x}\n",
+                    ),
+                    "",
+                ),
+                &["objectType \"vault\" is unknown", "would both write the file \"x\""],
+                &[],
+            ),
+            (
+                manifest(&objects("      - {objectName: a, objectType: vault}\n"), sync_usr),
+                &["objectType \"vault\" is unknown", "\"usr\" matches no mounted file; use one of: a"],
+                &[],
+            ),
+            (
+                manifest(&objects("      - objectName: a\n      - objectName: 'b\n"), ""),
+                &["not valid YAML", "at line 9)"],
+                &[],
+            ),
+        ];
+        for (text, problems, warnings) in cases {
+            let reports = check(&text, None).unwrap();
+            if problems.is_empty() {
+                let headline = format(&reports);
+                assert!(headline.contains("warning(s)\n"), "{headline}");
+            }
+            let (found, warned) = (reports[0].problems.join("\n"), reports[0].warnings.join("\n"));
+            for want in problems {
+                assert!(found.contains(want), "{text}\nproblems:\n{found}\nshould contain {want:?}");
+            }
+            assert_eq!(problems.is_empty(), found.is_empty(), "{text}\nproblems:\n{found}");
+            for want in warnings {
+                assert!(warned.contains(want), "{text}\nwarnings:\n{warned}\nshould contain {want:?}");
+            }
+        }
+    }
+}

@@ -1,8 +1,8 @@
-//! SecretProviderClass semantics as ASCP users write them: file names and modes, object
-//! types, every validation rule's message, failover, extensions, bounded messages. Pure:
-//! only the class's public parser, no I/O.
+//! The class's contract, through its parser: SecretProviderClass semantics as ASCP users
+//! write them (file names and modes, object types, every validation rule's message,
+//! failover, extensions, bounded messages). Each module's own details are tested beside it.
 
-use csi_provider_aws::class::*;
+use super::*;
 
 fn params(objects: &str) -> Parameters {
     Parameters { objects: Some(objects.into()), ..Parameters::default() }

@@ -120,7 +120,7 @@ pub async fn connect(socket: &Path) -> Result<Channel, String> {
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
         }))
         .await
-        .map_err(|e| match crate::error::find_cause::<std::io::Error>(&e).map(std::io::Error::kind) {
+        .map_err(|e| match crate::cause::find_cause::<std::io::Error>(&e).map(std::io::Error::kind) {
             Some(ErrorKind::NotFound | ErrorKind::ConnectionRefused) => format!(
                 "no provider listening on {} (start the provider, or pass --socket with its \
                  --provider-volume directory and aws.sock)",
