@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use csi_provider_aws::proto::MountRequest;
+use csi_provider_aws::request::{DriverRequest, Pod};
+use csi_provider_aws::secret::SecretString;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -86,21 +88,16 @@ fn mount_request(n: usize, service_account: &str, pod: &str, tokens: &str) -> Mo
     for p in &parameters {
         yaml.push_str(&format!("- {{objectName: {p}, objectType: ssmparameter}}\n"));
     }
-    let attributes = serde_json::json!({
-        "region": REGION, "objects": yaml,
-        "csi.storage.k8s.io/pod.name": pod, "csi.storage.k8s.io/pod.namespace": "bench",
-        "csi.storage.k8s.io/pod.uid": "00000000-0000-0000-0000-000000000000",
-        "csi.storage.k8s.io/serviceAccount.name": service_account,
-        "csi.storage.k8s.io/serviceAccount.tokens": tokens,
-        "secretProviderClass": "bench", "providerName": "aws",
-    });
-    MountRequest {
-        attributes: attributes.to_string(),
-        secrets: "{}".into(),
-        target_path: "/tmp/bench-target".into(),
-        permission: "420".into(),
-        current_object_version: Vec::new(),
-    }
+    let pod = Pod {
+        namespace: "bench".into(),
+        name: pod.into(),
+        uid: "00000000-0000-0000-0000-000000000000".into(),
+        service_account: service_account.into(),
+        tokens: Some(SecretString::new(tokens.to_owned())),
+    };
+    DriverRequest::new("bench", [("region", REGION), ("objects", yaml.as_str())], pod)
+        .target("/tmp/bench-target")
+        .build()
 }
 
 /// ASCP's calls for one mount, replayed against the same fakes: service account lookup, STS,

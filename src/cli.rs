@@ -242,8 +242,8 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    use clap::Parser;
     use super::*;
+    use clap::Parser;
 
     fn parse(args: &[&str]) -> Cli {
         Cli::parse_go_style(

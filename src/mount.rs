@@ -110,7 +110,8 @@ impl Mounter {
     async fn fetch_and_render(&self, class: &SecretProviderClass, pod: &Pod) -> Result<Rendered, MountError> {
         let region = self.regions.resolve(class, pod).await?;
         class.check_regions(&region)?;
-        let regions: Vec<String> = std::iter::once(region.clone()).chain(class.failover_region.clone()).collect();
+        let regions: Vec<String> =
+            std::iter::once(region.clone()).chain(class.failover_region.clone()).collect();
         let started = Instant::now();
         let mut identity = self.credentials.credentials(pod, class.auth, &regions).await?;
         if let Some(role) = &class.assume_role {
@@ -147,7 +148,11 @@ impl Mounter {
 
 /// Where and as whom to fetch in `region`.
 fn target(region: &str, identity: &Identity) -> FetchTarget {
-    FetchTarget { region: region.to_owned(), credentials: identity.credentials.clone(), identity: identity.key.clone() }
+    FetchTarget {
+        region: region.to_owned(),
+        credentials: identity.credentials.clone(),
+        identity: identity.key.clone(),
+    }
 }
 
 #[cfg(test)]

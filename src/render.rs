@@ -216,9 +216,9 @@ impl Files {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::aws::FetchedSecret;
     use crate::class::{Parameters, SecretObject, SecretProviderClass};
-    use super::*;
     use crate::secret::SecretBytes;
 
     fn class(objects: &str) -> SecretProviderClass {

@@ -221,8 +221,8 @@ impl DriverRequest {
 mod tests {
     use std::path::Path;
 
-    use crate::proto;
     use super::*;
+    use crate::proto;
 
     fn request(attributes: &str, permission: &str, target: &str) -> proto::MountRequest {
         proto::MountRequest {

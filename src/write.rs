@@ -125,9 +125,9 @@ mod tests {
     use std::os::unix::fs::{PermissionsExt, symlink};
     use std::path::Path;
 
+    use super::*;
     use crate::render::RenderedFile;
     use crate::secret::SecretBytes;
-    use super::*;
 
     fn file(path: &str, mode: u32, contents: &str) -> RenderedFile {
         RenderedFile { path: path.into(), mode, contents: SecretBytes::from(contents.to_string()) }

@@ -5,8 +5,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::class::ObjectType;
 use crate::cause::find_cause;
+use crate::class::ObjectType;
 
 /// The kind of failure, which decides failover and the gRPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,7 +66,14 @@ impl FetchError {
     /// as a server error rather than panicked on.
     pub fn missing(what: &str, object_type: ObjectType, region: &str) -> Self {
         let message = "no result was produced for this object".into();
-        Self { what: what.to_owned(), object_type, region: region.to_owned(), class: ErrorClass::Server, code: None, message }
+        Self {
+            what: what.to_owned(),
+            object_type,
+            region: region.to_owned(),
+            class: ErrorClass::Server,
+            code: None,
+            message,
+        }
     }
 
     /// What the failure means for the user; decided here, where the AWS codes are known.
@@ -256,13 +263,13 @@ fn sanitize(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::aws::*;
     use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
     use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
     use aws_smithy_runtime_api::client::result::SdkError;
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
     use aws_smithy_types::error::ErrorMetadata;
-    use crate::aws::*;
 
     type Sdk = SdkError<GetSecretValueError, HttpResponse>;
 

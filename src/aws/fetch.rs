@@ -48,7 +48,9 @@ pub async fn fetch_class<'c>(
             }
             SecretObject::Collection(object) => match lists.get(&(&object.collection, object.max_count)) {
                 Some(result) => result.clone().map(|entries| Fetched::Many(object, entries)),
-                None => Err(missing(&object.collection.to_string(), collection_type(&object.collection), primary)),
+                None => {
+                    Err(missing(&object.collection.to_string(), collection_type(&object.collection), primary))
+                }
             },
         };
         match outcome {

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
-use super::{AwsStore, Classified, Entries, ErrorClass, FetchError, FetchTarget, FetchedSecret, SecretRef, classify};
+use super::{
+    AwsStore, Classified, Entries, ErrorClass, FetchError, FetchTarget, FetchedSecret, SecretRef, classify,
+};
 use crate::class::{Collection, ObjectType};
 use crate::secret::SecretBytes;
 

@@ -3,9 +3,9 @@
 
 mod error;
 pub mod failover;
-pub mod fetch;
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod fetch;
 mod http;
 mod listing;
 mod parameterstore;

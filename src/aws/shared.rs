@@ -266,10 +266,8 @@ mod tests {
     #[tokio::test]
     async fn identities_never_share() {
         let inner = Arc::new(slow_store());
-        let store = Arc::new(SharedStore::new(
-            inner.clone(),
-            CacheSettings::with_ttl(Duration::from_secs(60)),
-        ));
+        let store =
+            Arc::new(SharedStore::new(inner.clone(), CacheSettings::with_ttl(Duration::from_secs(60))));
         let refs = vec![secret("a")];
         let (one, two) = (target("pod-1"), target("pod-2"));
         let (a, b) = tokio::join!(store.fetch(&one, &refs), store.fetch(&two, &refs));

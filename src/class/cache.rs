@@ -45,7 +45,9 @@ impl Default for ClassCache {
     fn default() -> Self {
         let parsed = moka::future::Cache::builder()
             .max_capacity(PARSED_BYTES)
-            .weigher(|(key, _): &(ParseKey, u32), _| u32::try_from(key.text_bytes()).unwrap_or(u32::MAX).max(1))
+            .weigher(|(key, _): &(ParseKey, u32), _| {
+                u32::try_from(key.text_bytes()).unwrap_or(u32::MAX).max(1)
+            })
             .time_to_idle(PARSED_IDLE)
             .build();
         Self { parsed, warned: moka::sync::Cache::new(WARNED_ENTRIES) }
@@ -121,7 +123,11 @@ mod tests {
     use crate::class::{SecretObject, Unread};
 
     fn parameters(objects: &str) -> Parameters {
-        Parameters { objects: Some(objects.into()), region: Some("us-east-1".into()), ..Parameters::default() }
+        Parameters {
+            objects: Some(objects.into()),
+            region: Some("us-east-1".into()),
+            ..Parameters::default()
+        }
     }
 
     fn limits() -> Limits {
@@ -167,7 +173,8 @@ mod tests {
         }
         assert_eq!(cache.parsed.entry_count(), 0);
         let few = Limits { max_objects: 1, ..limits() };
-        let two = "- {objectName: a, objectType: secretsmanager}\n- {objectName: b, objectType: secretsmanager}";
+        let two =
+            "- {objectName: a, objectType: secretsmanager}\n- {objectName: b, objectType: secretsmanager}";
         let failure = cache.parse(parameters(two), 0o644, few).await.unwrap_err();
         assert!(matches!(failure, ParseFailure::TooManyObjects(_)), "{failure:?}");
     }

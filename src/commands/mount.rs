@@ -1,6 +1,6 @@
 //! `csi-provider-aws mount`: acts as the CSI driver against a running provider, for debugging
-//! on a node. Builds the same attributes the driver would from a SecretProviderClass
-//! manifest, calls Mount over the socket and writes the returned files.
+//! on a node. Builds the request the driver would from a SecretProviderClass manifest
+//! ([`DriverRequest`]), calls Mount over the socket and writes the returned files.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -12,11 +12,10 @@ use serde_yaml::Value;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::proto::MountRequest;
 use crate::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use crate::render::RenderedFile;
-use crate::request;
-use crate::secret::SecretBytes;
+use crate::request::{DriverRequest, Pod};
+use crate::secret::{SecretBytes, SecretString};
 
 // What to mount and as whom: the `mount` subcommand's flags (its help is the subcommand's
 // doc in `cli`, so this struct has no doc comment of its own).
@@ -50,26 +49,21 @@ pub struct MountArgs {
 pub async fn mount(args: &MountArgs) -> Result<String, String> {
     let text =
         std::fs::read_to_string(&args.spc).map_err(|e| format!("cannot read {}: {e}", args.spc.display()))?;
-    let (class_name, mut attributes) = class_parameters(&text)?;
-    for (key, value) in [
-        (request::POD_NAME, args.pod.as_str()),
-        (request::POD_NAMESPACE, args.namespace.as_str()),
-        (request::POD_UID, "00000000-0000-0000-0000-000000000000"),
-        (request::SERVICE_ACCOUNT, args.service_account.as_str()),
-        ("secretProviderClass", class_name.as_str()),
-        ("providerName", "aws"),
-    ] {
-        attributes.insert(key.to_owned(), value.to_owned());
-    }
-    if let Some(tokens) = &args.tokens {
-        attributes.insert(request::TOKENS.to_owned(), tokens.clone());
-    }
+    let (class_name, parameters) = class_parameters(&text)?;
+    let pod = Pod {
+        namespace: args.namespace.clone(),
+        name: args.pod.clone(),
+        uid: "00000000-0000-0000-0000-000000000000".into(),
+        service_account: args.service_account.clone(),
+        tokens: args.tokens.clone().map(SecretString::new),
+    };
+    let request = DriverRequest::new(&class_name, parameters, pod);
     // Connect before creating anything, so a missing provider leaves no trace.
     let channel = connect(&args.socket).await?;
     let created = create_target(&args.target)?;
     // The provider writes only under an absolute, clean path (as the driver's always is).
     let result = match std::fs::canonicalize(&args.target) {
-        Ok(target) => mount_into(&MountArgs { target, ..args.clone() }, channel, &attributes).await,
+        Ok(target) => mount_into(&target, channel, request.target(target.display().to_string())).await,
         Err(e) => Err(format!("cannot resolve {}: {e}", args.target.display())),
     };
     if result.is_err() {
@@ -79,18 +73,8 @@ pub async fn mount(args: &MountArgs) -> Result<String, String> {
 }
 
 /// The Mount call, then the writes when the provider returned the files (driver-writes mode).
-async fn mount_into(
-    args: &MountArgs,
-    channel: Channel,
-    attributes: &BTreeMap<String, String>,
-) -> Result<String, String> {
-    let request = MountRequest {
-        attributes: serde_json::to_string(attributes).unwrap_or_default(),
-        secrets: "{}".into(),
-        target_path: args.target.display().to_string(),
-        permission: "420".into(),
-        current_object_version: Vec::new(),
-    };
+async fn mount_into(target: &Path, channel: Channel, request: DriverRequest) -> Result<String, String> {
+    let request = request.build();
     let response = CsiDriverProviderClient::new(channel)
         .mount(request)
         .await
@@ -102,8 +86,8 @@ async fn mount_into(
         .map(|f| RenderedFile { path: f.path, mode: f.mode as u32, contents: SecretBytes::new(f.contents) })
         .collect();
     let written_by = if files.is_empty() { "the provider" } else { "this command (driver-writes mode)" };
-    crate::write::write_all(&args.target, &files).map_err(|e| e.to_string())?;
-    let mut summary = format!("mounted into {} (files written by {written_by}):\n", args.target.display());
+    crate::write::write_all(target, &files).map_err(|e| e.to_string())?;
+    let mut summary = format!("mounted into {} (files written by {written_by}):\n", target.display());
     for version in &response.object_version {
         summary.push_str(&format!("  {}  version {}\n", version.id, version.version));
     }

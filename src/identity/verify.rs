@@ -230,10 +230,10 @@ impl TokenVerifier {
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use crate::kube::IssuerKeys;
     use crate::secret::SecretString;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use super::*;
 

@@ -185,11 +185,11 @@ pub async fn run(
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = check.tick() => if file_id(path) != socket_id {
-                    if let Some((rebound, id)) = rebind(path, &metrics) {
-                        listener = rebound;
-                        socket_id = id;
-                    }
+                _ = check.tick() => if file_id(path) != socket_id
+                    && let Some((rebound, id)) = rebind(path, &metrics)
+                {
+                    listener = rebound;
+                    socket_id = id;
                 },
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {

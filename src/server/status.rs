@@ -83,6 +83,7 @@ impl From<MountError> for Status {
 mod tests {
     use std::time::Duration;
 
+    use super::*;
     use crate::aws::failover::FetchFailure;
     use crate::aws::{ErrorClass, FetchError};
     use crate::class::{ClassError, ObjectType};
@@ -91,7 +92,6 @@ mod tests {
     use crate::kube::ClusterError;
     use crate::render::RenderError;
     use crate::request::RequestError;
-    use super::*;
     use crate::write::WriteError;
     use tonic::{Code, Status};
 
@@ -133,7 +133,8 @@ mod tests {
                 "no_region",
             ),
             (
-                RegionError::NodeLabel { namespace: "shop".into(), pod: "web-0".into(), problem: "p".into() }.into(),
+                RegionError::NodeLabel { namespace: "shop".into(), pod: "web-0".into(), problem: "p".into() }
+                    .into(),
                 Code::InvalidArgument,
                 "no_region",
             ),

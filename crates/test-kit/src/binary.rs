@@ -161,7 +161,9 @@ impl Binary {
 
     /// A client on a new connection, as the driver dials the socket.
     pub async fn client(&self) -> CsiDriverProviderClient<Channel> {
-        CsiDriverProviderClient::new(csi_provider_aws::commands::mount::connect(&self.socket()).await.unwrap())
+        CsiDriverProviderClient::new(
+            csi_provider_aws::commands::mount::connect(&self.socket()).await.unwrap(),
+        )
     }
 }
 

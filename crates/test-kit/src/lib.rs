@@ -7,6 +7,7 @@
 //!   `stand-in-kube` binary serves one for the quick start.
 //! - [`FakeAws`]: STS, Secrets Manager and Parameter Store with valid answers after an
 //!   optional per-call latency, any of which a test can replace per operation and region.
+//! - [`LatencyProxy`]: a fault-injecting proxy in front of an AWS endpoint.
 //! - [`start_moto`]: moto in server mode (over HTTPS too), for the real AWS wire protocols.
 //! - [`pod`]: the provider's image played under the Helm chart's own pod spec (podman).
 //! - [`tls`]: a certificate authority made per test run, for peers over HTTPS.
@@ -22,6 +23,7 @@ mod http;
 mod kube;
 mod moto;
 pub mod pod;
+mod proxy;
 pub mod tls;
 pub mod tokens;
 
@@ -34,6 +36,7 @@ pub use binary::{Binary, cpu_seconds};
 pub use http::{FakeHttp, Recorded};
 pub use kube::{FakeKube, WEB_ROLE};
 pub use moto::start_moto;
+pub use proxy::{Fault, LatencyProxy};
 
 /// A loopback port nothing listens on (yet).
 pub fn free_port() -> u16 {

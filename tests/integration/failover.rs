@@ -1,13 +1,11 @@
 //! Failover regions against moto behind a fault-injecting proxy: the failover region is
 //! asked only when the primary fails with a server error, throttling or a network error.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use aws_sdk_ssm::types::ParameterType;
-use common::*;
 use tonic::Code;
 
 const PRIMARY: &str = "us-east-1";
@@ -19,7 +17,7 @@ fn signed_for(region: &str) -> String {
 
 async fn setup() -> (LatencyProxy, Provider) {
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
-    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&proxy.url())).await;
     (proxy, provider)
 }
 

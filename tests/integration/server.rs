@@ -2,14 +2,12 @@
 //! health and reflection (grpcurl without proto files), old drivers' `:authority`, stale
 //! sockets, socket mode, health endpoints and graceful shutdown.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use csi_provider_aws::proto::VersionRequest;
 
 /// The real binary, started with `extra` in `dir`, its AWS calls going to moto.
@@ -33,7 +31,7 @@ fn grpcurl(args: &[&str]) -> Option<std::process::Output> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_and_grpc_health() {
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let version =
         provider.client().await.version(VersionRequest { version: "v1alpha1".into() }).await.unwrap();
     let version = version.into_inner();
@@ -65,7 +63,7 @@ async fn version_and_grpc_health() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_lists_describes_and_calls_without_proto_files() {
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let socket = provider.socket.display().to_string();
     let Some(list) = grpcurl(&["-plaintext", "-unix", &socket, "list"]) else { return };
     let text = String::from_utf8_lossy(&list.stdout);
@@ -82,14 +80,10 @@ async fn grpcurl_lists_describes_and_calls_without_proto_files() {
 
     let name = unique("grpcurl");
     create_secret("us-east-1", &name, "hello").await;
-    let mut attributes = pod_context();
-    attributes.insert("region".into(), "us-east-1".into());
-    attributes.insert(
-        "objects".into(),
-        format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}").into(),
-    );
+    let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}");
+    let built = mount_request(&[("region", "us-east-1"), ("objects", &objects)], Path::new("/t"));
     let request = serde_json::json!({
-        "attributes": serde_json::Value::Object(attributes).to_string(),
+        "attributes": built.attributes,
         "targetPath": "/t",
         "permission": "420",
     });
@@ -110,7 +104,7 @@ async fn grpcurl_lists_describes_and_calls_without_proto_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_drivers_socket_path_authority_is_accepted() {
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let socket = provider.socket.display().to_string();
     // Drivers up to v1.5.6 dial the socket path, and grpc-go sends it as :authority.
     let Some(out) = grpcurl(&[

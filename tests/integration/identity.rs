@@ -2,12 +2,10 @@
 //! Kubernetes API, EKS Pod Identity against a stand-in agent (IPv4 and IPv6 loopback),
 //! region discovery, and the credential cache's boundaries.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use csi_provider_aws::proto::MountRequest;
 use tonic::Code;
 
@@ -43,7 +41,7 @@ const STS_CALL: &str = "Action=AssumeRoleWithWebIdentity";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn irsa_assumes_the_annotated_role_once_per_token() {
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
-    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&proxy.url())).await;
     let (_, objects) = secret().await;
     let mut client = provider.client().await;
     for _ in 0..5 {
@@ -73,7 +71,7 @@ async fn irsa_assumes_the_annotated_role_once_per_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_never_shared_across_tokens_service_accounts_or_methods() {
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
-    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&proxy.url())).await;
     let kube = provider.kube.as_ref().unwrap();
     kube.service_account("shop", "batch", Some("arn:aws:iam::123456789012:role/batch"));
     kube.service_account("other", "web", Some(WEB_ROLE));
@@ -104,7 +102,7 @@ async fn credentials_are_never_shared_across_tokens_service_accounts_or_methods(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_misconfigurations_say_what_to_fix() {
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     provider.kube.as_ref().unwrap().service_account("shop", "plain", None);
     let (_, objects) = secret().await;
     let mut client = provider.client().await;
@@ -162,13 +160,9 @@ async fn pod_identity_sends_the_pods_token_over_the_preferred_address_family() {
     let v4 = agent("127.0.0.1:0").await;
     let v6 = agent("[::1]:0").await;
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
-    let provider = Provider::start(Options {
-        endpoint: Some(proxy.url()),
-        agent_ipv4: format!("{}/v1/credentials", v4.url()),
-        agent_ipv6: format!("{}/v1/credentials", v6.url()),
-        ..Options::default()
-    })
-    .await;
+    let identity =
+        pod_identities(&format!("{}/v1/credentials", v4.url()), &format!("{}/v1/credentials", v6.url()));
+    let provider = Provider::start(Settings { identity, ..settings_at(&proxy.url()) }).await;
     let (_, objects) = secret().await;
     let mut client = provider.client().await;
     for (preference, token) in [("auto", "a"), ("ipv4", "b"), ("ipv6", "c")] {
@@ -200,13 +194,13 @@ async fn pod_identity_sends_the_pods_token_over_the_preferred_address_family() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_identity_auto_falls_back_to_ipv6_and_failures_are_clear_and_bounded() {
     let v6 = agent("[::1]:0").await;
-    let provider = Provider::start(Options {
+    let identity = IdentityMode::Pods {
         agent_ipv4: dead_endpoint("127.0.0.1"),
         agent_ipv6: format!("{}/v1/credentials", v6.url()),
         agent_timeout: Duration::from_millis(200),
-        ..Options::default()
-    })
-    .await;
+        share_irsa: true,
+    };
+    let provider = Provider::start(Settings { identity, ..settings() }).await;
     let (_, objects) = secret().await;
     let mut client = provider.client().await;
     let req = request(&objects, &[("usePodIdentity", "true")]);
@@ -250,8 +244,11 @@ async fn region_comes_from_the_class_then_the_environment_then_the_node() {
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}");
     let t = Path::new("/t");
 
-    let provider =
-        Provider::start(Options { default_region: Some("eu-west-1".into()), ..Options::default() }).await;
+    let provider = Provider::start(Settings {
+        mount: MountSettings { default_region: Some("eu-west-1".into()), ..settings().mount },
+        ..settings()
+    })
+    .await;
     provider.kube.as_ref().unwrap().node("node-1", Some("ap-south-1"));
     let mut client = provider.client().await;
     let from =
@@ -262,7 +259,7 @@ async fn region_comes_from_the_class_then_the_environment_then_the_node() {
     assert_eq!(from(r.into_inner()), "eu-west-1", "then the provider's AWS_REGION");
     provider.stop().await;
 
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let kube = provider.kube.as_ref().unwrap();
     kube.node("node-1", Some("ap-south-1"));
     let mut client = provider.client().await;
@@ -274,7 +271,7 @@ async fn region_comes_from_the_class_then_the_environment_then_the_node() {
     assert_eq!(kube.http.count("/api/v1/namespaces/shop/pods/web-0"), 1, "pod lookups are cached");
     provider.stop().await;
 
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let err = provider.client().await.mount(mount_request(&[("objects", &objects)], t)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(
@@ -298,7 +295,7 @@ async fn a_kubernetes_api_that_is_down_gives_unavailable_quickly() {
         ),
     )
     .unwrap();
-    let provider = Provider::start(Options { kubeconfig: Some(kubeconfig), ..Options::default() }).await;
+    let provider = Provider::start(Settings { kube: KubeSource::Kubeconfig(kubeconfig), ..settings() }).await;
     let (_, objects) = secret().await;
     let started = Instant::now();
     let err = provider.client().await.mount(request(&objects, &[])).await.unwrap_err();
@@ -310,7 +307,7 @@ async fn a_kubernetes_api_that_is_down_gives_unavailable_quickly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_kubernetes_answer_is_refused_not_buffered() {
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     // A 4 MiB "service account": far more than any real one; the answer is cut at 1 MiB.
     let padding = "x".repeat(4 * 1024 * 1024);
     let body = serde_json::json!({
@@ -349,7 +346,7 @@ async fn refreshed_credentials_sign_the_next_mounts_calls() {
         (200, "text/xml", sts_answer("ASIAFIRSTKEY00000001", "s1", &at(3))),
     );
     let proxy = LatencyProxy::start(&fake.url(), Duration::ZERO).await;
-    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&proxy.url())).await;
     let objects = "- {objectName: db, objectType: secretsmanager}";
     let mut client = provider.client().await;
     client.mount(request(objects, &[])).await.unwrap();
@@ -381,7 +378,7 @@ async fn every_identity_shares_one_connection_pool() {
     // HTTP client per SDK client, every exchange and every new pod opened its own.
     let fake = FakeAws::start().await;
     let proxy = LatencyProxy::start(&fake.url(), Duration::ZERO).await;
-    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&proxy.url())).await;
     let objects =
         "- {objectName: db, objectType: secretsmanager}\n- {objectName: /app/flag, objectType: ssmparameter}";
     let mut client = provider.client().await;

@@ -1,13 +1,11 @@
 //! Mount semantics end to end: gRPC over a real Unix socket to the provider, which fetches
 //! from moto's Secrets Manager and Parameter Store.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use crate::support::*;
 use aws_sdk_ssm::types::ParameterType;
-use common::*;
 use tonic::Code;
 
 const REGION: &str = "us-east-1";
@@ -28,7 +26,7 @@ async fn secrets_manager_by_name_arn_version_id_and_stage() {
     let sm = secrets_manager(REGION).await;
     let v2 =
         sm.put_secret_value().secret_id(&name).secret_string("two").send().await.unwrap().version_id.unwrap();
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let target = tempfile::tempdir().unwrap();
     let objects = format!(
         "- {{objectName: {name}, objectType: secretsmanager}}\n\
@@ -72,7 +70,7 @@ async fn binary_secrets_are_mounted_byte_for_byte() {
         .send()
         .await
         .unwrap();
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: keystore}}");
     let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t"))
         .await
@@ -115,7 +113,7 @@ async fn parameter_store_types_versions_labels_and_batches() {
          - {{objectName: {secure}, objectType: ssmparameter, objectAlias: key-old, objectVersionLabel: old}}\n\
          {many}"
     );
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t"))
         .await
         .unwrap();
@@ -145,7 +143,7 @@ async fn jmes_path_files_and_modes() {
          \x20   - {{path: username, objectAlias: user}}\n\
          \x20   - {{path: '\"db-password\"', objectAlias: password, filePermission: '0400'}}\n"
     );
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let response = mount(&provider, &[("region", REGION), ("objects", &objects)], std::path::Path::new("/t"))
         .await
         .unwrap();
@@ -191,7 +189,7 @@ async fn path_translation_in_both_write_modes() {
     let name = format!("{base}/db/password");
     put_parameter(REGION, &name, "pw", ParameterType::SecureString).await;
     let objects = format!("- {{objectName: '{name}', objectType: ssmparameter}}");
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let t = std::path::Path::new("/t");
     let cases = [
         (None, name.replace('/', "_")),
@@ -210,7 +208,11 @@ async fn path_translation_in_both_write_modes() {
     provider.stop().await;
 
     // The provider writes nested directories itself when it writes the files.
-    let provider = Provider::start(Options { driver_writes_secrets: false, ..Options::default() }).await;
+    let provider = Provider::start(Settings {
+        mount: MountSettings { driver_writes_secrets: false, ..settings().mount },
+        ..settings()
+    })
+    .await;
     let target = tempfile::tempdir().unwrap();
     let params = [("region", REGION), ("objects", objects.as_str()), ("pathTranslation", "False")];
     let response = mount(&provider, &params, target.path()).await.unwrap();
@@ -225,7 +227,11 @@ async fn provider_writes_mode_is_atomic_and_all_or_nothing() {
     let b = unique("wb");
     create_secret(REGION, &a, "A").await;
     create_secret(REGION, &b, "B").await;
-    let provider = Provider::start(Options { driver_writes_secrets: false, ..Options::default() }).await;
+    let provider = Provider::start(Settings {
+        mount: MountSettings { driver_writes_secrets: false, ..settings().mount },
+        ..settings()
+    })
+    .await;
     let target = tempfile::tempdir().unwrap();
     let objects = format!(
         "- {{objectName: {a}, objectType: secretsmanager, objectAlias: a, filePermission: '0640'}}\n\
@@ -260,7 +266,7 @@ async fn provider_writes_mode_is_atomic_and_all_or_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_class_without_objects_mounts_an_empty_volume() {
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     for params in
         [vec![("region", REGION)], vec![("region", REGION), ("objects", "")], vec![("objects", "[]")]]
     {
@@ -275,7 +281,7 @@ async fn a_class_without_objects_mounts_an_empty_volume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_classes_fail_before_any_aws_call() {
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
-    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&proxy.url())).await;
     let t = std::path::Path::new("/t");
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("objects", "- {objectName: x}")], "objectType is missing"),
@@ -358,7 +364,7 @@ async fn invalid_classes_fail_before_any_aws_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_invalid_arguments_and_the_server_survives() {
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let mut client = provider.client().await;
     let good = mount_request(&[("region", REGION)], std::path::Path::new("/t"));
     let cases = [
@@ -394,15 +400,18 @@ async fn region_comes_from_the_class_else_the_provider_environment() {
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}");
     let t = std::path::Path::new("/t");
 
-    let provider =
-        Provider::start(Options { default_region: Some("eu-west-1".into()), ..Options::default() }).await;
+    let provider = Provider::start(Settings {
+        mount: MountSettings { default_region: Some("eu-west-1".into()), ..settings().mount },
+        ..settings()
+    })
+    .await;
     let response = mount(&provider, &[("objects", &objects)], t).await.unwrap();
     assert_eq!(files(&response)[0].2, "from-eu");
     let response = mount(&provider, &[("objects", &objects), ("region", REGION)], t).await.unwrap();
     assert_eq!(files(&response)[0].2, "from-us");
     provider.stop().await;
 
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let err = mount(&provider, &[("objects", &objects)], t).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("no AWS region"), "{}", err.message());
@@ -411,7 +420,7 @@ async fn region_comes_from_the_class_else_the_provider_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_name_the_object_and_the_fix() {
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let missing = unique("nope");
     let objects = format!(
         "- {{objectName: {missing}, objectType: secretsmanager}}\n- {{objectName: /{missing}, objectType: ssmparameter}}"
@@ -446,7 +455,7 @@ async fn a_mount_fetches_its_objects_concurrently() {
     }
     let params = [("region", REGION), ("objects", objects.as_str())];
 
-    let provider = Provider::start(Options { endpoint: Some(slow.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&slow.url())).await;
     // The first mount also exchanges the pod's token with STS; later ones reuse the credentials.
     mount(&provider, &params, std::path::Path::new("/t")).await.unwrap();
     let before = slow.requests();
@@ -457,7 +466,7 @@ async fn a_mount_fetches_its_objects_concurrently() {
     assert_eq!(slow.max_outstanding(), 11, "all 11 calls must be in flight together");
     provider.stop().await;
 
-    let provider = Provider::start(Options { endpoint: Some(link.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&link.url())).await;
     mount(&provider, &params, std::path::Path::new("/t")).await.unwrap();
     let mut times = Vec::new();
     for _ in 0..5 {
@@ -478,7 +487,7 @@ async fn a_mount_fetches_its_objects_concurrently() {
 async fn root_parameters_match_with_or_without_their_leading_slash() {
     let name = unique("rootp");
     put_parameter(REGION, &format!("/{name}"), "slashed", ParameterType::String).await;
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let objects = format!("- {{objectName: {name}, objectType: ssmparameter, objectAlias: p}}");
     let params = [("region", REGION), ("objects", objects.as_str())];
     let response = mount(&provider, &params, std::path::Path::new("/t")).await.unwrap();

@@ -9,13 +9,11 @@
 //! - `target_path` = `/mnt/secrets-store`, a fixed string that is no directory of the
 //!   controller: it reads only `MountResponse.files`, and fails without `object_version`.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::*;
 use aws_sdk_ssm::types::ParameterType;
-use common::*;
 use csi_provider_aws::proto::MountRequest;
 
 const REGION: &str = "us-east-1";
@@ -81,7 +79,11 @@ async fn a_secretsync_mount_returns_the_files_and_writes_nothing() {
          - {{objectName: '{parameter}', objectType: ssmparameter, objectAlias: api-url}}\n"
     );
     let before = listing(Path::new(TARGET));
-    let provider = Provider::start(Options { driver_writes_secrets: true, ..Options::default() }).await;
+    let provider = Provider::start(Settings {
+        mount: MountSettings { driver_writes_secrets: true, ..settings().mount },
+        ..settings()
+    })
+    .await;
     let request = sync_request(&[("region", REGION), ("objects", &objects)], "shop", "web");
     let response = provider.client().await.mount(request).await.unwrap().into_inner();
 
@@ -118,10 +120,9 @@ async fn without_a_class_region_the_sidecar_needs_aws_region() {
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: token}}");
 
     // With AWS_REGION on the sidecar (as the documented values set it): served.
-    let provider = Provider::start(Options {
-        driver_writes_secrets: true,
-        default_region: Some(REGION.into()),
-        ..Options::default()
+    let provider = Provider::start(Settings {
+        mount: MountSettings { default_region: Some(REGION.into()), ..settings().mount },
+        ..settings()
     })
     .await;
     let request = sync_request(&[("objects", &objects)], "shop", "web");
@@ -131,7 +132,11 @@ async fn without_a_class_region_the_sidecar_needs_aws_region() {
 
     // Without it, the node of the pod would decide; the controller's pod is not in the
     // SecretSync's namespace, so the mount fails.
-    let provider = Provider::start(Options { driver_writes_secrets: true, ..Options::default() }).await;
+    let provider = Provider::start(Settings {
+        mount: MountSettings { driver_writes_secrets: true, ..settings().mount },
+        ..settings()
+    })
+    .await;
     let request = sync_request(&[("objects", &objects)], "shop", "web");
     let err = provider.client().await.mount(request).await.unwrap_err();
     assert!(err.message().contains(&format!("pod shop/{CONTROLLER_POD} was not found")), "{}", err.message());

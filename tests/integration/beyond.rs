@@ -3,13 +3,11 @@
 //! cross-account role chaining. Every field is optional; ASCP classes are unchanged (the
 //! other test files run ASCP syntax).
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::*;
 use aws_sdk_ssm::types::ParameterType;
-use common::*;
 use tonic::Code;
 
 const REGION: &str = "us-east-1";
@@ -29,7 +27,7 @@ async fn a_parameter_path_mounts_every_parameter_and_rotation_sees_adds_changes_
     put_parameter(REGION, &format!("{base}/db/url"), "postgres://db", ParameterType::String).await;
     put_parameter(REGION, &format!("{base}/db/password"), "pw1", ParameterType::SecureString).await;
     put_parameter(REGION, &format!("{base}/flag"), "on", ParameterType::String).await;
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let recursive = format!("- {{objectType: ssmparameter, path: '{base}/', recursive: true}}");
     let response = mount(&provider, &[("objects", &recursive)]).await.unwrap();
     assert_eq!(
@@ -85,7 +83,7 @@ async fn secrets_by_name_prefix_and_by_tag() {
             .unwrap();
     }
     create_secret(REGION, &format!("{}other", prefix.trim_end_matches('/')), "not-under-prefix").await;
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let by_prefix = format!("- {{objectType: secretsmanager, path: '{prefix}'}}");
     let response = mount(&provider, &[("objects", &by_prefix)]).await.unwrap();
     assert_eq!(files(&response).iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), vec!["a", "b", "c"]);
@@ -106,7 +104,7 @@ async fn json_expansion_decoding_and_non_string_selections() {
     let b64 = base64_encode(cert.as_bytes());
     let value = serde_json::json!({"user": "admin", "port": 5432, "tls": {"on": true}, "cert-b64": b64, "hex": "cafe"}).to_string();
     create_secret(REGION, &name, &value).await;
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
 
     let expand = format!(
         "- {{objectName: {name}, objectType: secretsmanager, objectAlias: all.json, expandJson: true}}"
@@ -171,7 +169,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_account_role_chaining_assumes_the_role_with_the_pods_credentials() {
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
-    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&proxy.url())).await;
     let name = unique("xacct");
     create_secret(REGION, &name, "shared").await;
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}");

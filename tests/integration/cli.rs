@@ -1,10 +1,8 @@
 //! The `check` and `mount` subcommands as a user runs them.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 fn check(path: &std::path::Path, extra: &[&str]) -> (bool, String) {
     let out = provider_binary().arg("check").arg(path).args(extra).output().unwrap();
@@ -111,8 +109,11 @@ async fn mount_subcommand_acts_as_the_driver() {
     )
     .unwrap();
     for driver_writes in [true, false] {
-        let provider =
-            Provider::start(Options { driver_writes_secrets: driver_writes, ..Options::default() }).await;
+        let provider = Provider::start(Settings {
+            mount: MountSettings { driver_writes_secrets: driver_writes, ..settings().mount },
+            ..settings()
+        })
+        .await;
         // An absolute target, and a relative one (the command resolves it: the provider
         // accepts only absolute, clean paths).
         for relative in [false, true] {
@@ -196,8 +197,11 @@ async fn a_failed_mount_leaves_no_directories_behind() {
     let existing = dir.path().join("existing");
     std::fs::create_dir(&existing).unwrap();
     for driver_writes in [true, false] {
-        let provider =
-            Provider::start(Options { driver_writes_secrets: driver_writes, ..Options::default() }).await;
+        let provider = Provider::start(Settings {
+            mount: MountSettings { driver_writes_secrets: driver_writes, ..settings().mount },
+            ..settings()
+        })
+        .await;
         for target in [dir.path().join("new/mnt"), existing.clone()] {
             let out = mount_command(os(&[
                 &"--socket",

@@ -3,12 +3,10 @@
 //! message and a bounded time while the provider keeps serving other mounts.
 //! (Kubernetes API down / 404 and Pod Identity agent down are in tests/identity.rs.)
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use tonic::Code;
 
 fn metric(text: &str, prefix: &str) -> f64 {
@@ -21,7 +19,7 @@ fn metric(text: &str, prefix: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_with_mounts() {
-    let provider = Provider::start(Options::default()).await;
+    let provider = Provider::start(settings()).await;
     let name = unique("metrics");
     create_secret("us-east-1", &name, "v").await;
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager}}");
@@ -75,12 +73,13 @@ async fn metrics_move_with_mounts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_aws_fault_fails_clearly_in_bounded_time_while_other_mounts_work() {
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
-    let provider = Provider::start(Options {
-        endpoint: Some(proxy.url()),
+    let base = settings_at(&proxy.url());
+    let aws = AwsSettings {
         call_timeout: Duration::from_secs(4),
-        ..Options::default()
-    })
-    .await;
+        attempt_timeout: Duration::from_secs(4),
+        ..base.aws.clone()
+    };
+    let provider = Provider::start(Settings { aws, ..base }).await;
     let name = unique("fault");
     for region in ["us-east-1", "us-east-2"] {
         create_secret(region, &name, region).await;
@@ -134,8 +133,11 @@ async fn every_aws_fault_fails_clearly_in_bounded_time_while_other_mounts_work()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_protect_the_node_with_clear_errors() {
-    let provider =
-        Provider::start(Options { max_mount_bytes: 1000, max_objects: 3, ..Options::default() }).await;
+    let provider = Provider::start(Settings {
+        mount: MountSettings { max_contents_bytes: 1000, max_objects: 3, ..settings().mount },
+        ..settings()
+    })
+    .await;
     let name = unique("big");
     create_secret("us-east-1", &name, &"x".repeat(1500)).await;
     let mut client = provider.client().await;

@@ -2,12 +2,10 @@
 //! must fail fast with InvalidArgument and a bounded message naming the limit, keep the
 //! provider's memory near idle, and leave other clients served meanwhile.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use csi_provider_aws::proto::VersionRequest;
 use tonic::Code;
 
@@ -128,12 +126,12 @@ async fn hostile_classes_fail_fast_within_memory_and_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_writes_mode_refuses_a_relative_or_unclean_target_path() {
-    let options = Options {
-        driver_writes_secrets: false,
-        endpoint: Some("http://127.0.0.1:9".into()),
-        ..Options::default()
-    };
-    let provider = Provider::start(options).await;
+    let base = settings_at("http://127.0.0.1:9");
+    let provider = Provider::start(Settings {
+        mount: MountSettings { driver_writes_secrets: false, ..base.mount.clone() },
+        ..base
+    })
+    .await;
     let mut client = provider.client().await;
     for target in ["reldir", "./x", "/tmp/a/../b"] {
         let request = mount_request(&[("objects", ""), ("region", "us-east-1")], Path::new(target));

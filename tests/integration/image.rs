@@ -7,13 +7,11 @@
 //! `.ci/run` builds the image and runs them with `--ignored` (a missing podman or image
 //! fails there, loudly).
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::tokens::{SigningKey, pod_tokens};
-use common::*;
+use crate::support::tokens::{SigningKey, pod_tokens};
+use crate::support::*;
 use csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use csi_provider_aws::proto::{MountRequest, MountResponse};
 use csi_provider_aws::request::{DriverRequest, Pod};

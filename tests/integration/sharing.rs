@@ -2,13 +2,11 @@
 //! share their fetches, the opt-in cache, rotation with old and new drivers, and bounded
 //! time when AWS is slow. Checked by counting AWS calls, never by timing.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use aws_sdk_ssm::types::ParameterType;
-use common::*;
 use csi_provider_aws::proto::{MountRequest, ObjectVersion};
 use tonic::Code;
 
@@ -33,7 +31,7 @@ async fn a_storm_of_identical_mounts_shares_its_fetches() {
     // 100 ms round trips so the mounts overlap even on a loaded machine, as they do when a
     // node boots.
     let proxy = LatencyProxy::start(moto_url(), Duration::from_millis(50)).await;
-    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&proxy.url())).await;
     let objects = twenty_objects().await;
     let request = mount_request(&[("region", REGION), ("objects", &objects)], Path::new("/t"));
     // Connect first, then mount all at once, as pods starting on a booting node do.
@@ -64,7 +62,7 @@ async fn a_storm_of_identical_mounts_shares_its_fetches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_cache_every_mount_sees_aws_as_it_is_now() {
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
-    let provider = Provider::start(Options { endpoint: Some(proxy.url()), ..Options::default() }).await;
+    let provider = Provider::start(settings_at(&proxy.url())).await;
     let name = unique("rotating");
     let (_, v1) = create_secret(REGION, &name, "one").await;
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}");
@@ -102,10 +100,9 @@ async fn without_a_cache_every_mount_sees_aws_as_it_is_now() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_opt_in_cache_serves_the_same_identity_only() {
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
-    let provider = Provider::start(Options {
-        endpoint: Some(proxy.url()),
-        cache_ttl: Duration::from_secs(60),
-        ..Options::default()
+    let provider = Provider::start(Settings {
+        cache: CacheSettings::with_ttl(Duration::from_secs(60)),
+        ..settings_at(&proxy.url())
     })
     .await;
     provider.kube.as_ref().unwrap().service_account(
@@ -142,12 +139,9 @@ async fn the_opt_in_cache_serves_the_same_identity_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_aws_fails_mounts_in_bounded_time_and_the_provider_keeps_serving() {
     let proxy = LatencyProxy::start(moto_url(), Duration::from_millis(1500)).await;
-    let provider = Provider::start(Options {
-        endpoint: Some(proxy.url()),
-        mount_timeout: Duration::from_secs(1),
-        ..Options::default()
-    })
-    .await;
+    let base = settings_at(&proxy.url());
+    let mount = MountSettings { timeout: Duration::from_secs(1), ..base.mount.clone() };
+    let provider = Provider::start(Settings { mount, ..base }).await;
     let name = unique("slow");
     create_secret(REGION, &name, "v").await;
     let objects = format!("- {{objectName: {name}, objectType: secretsmanager}}");

@@ -6,17 +6,17 @@
 //! they measured (`--nocapture`); `HOSTILE_PROVIDER_BIN=path` runs them against another
 //! build of the provider, to compare.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use csi_provider_aws::proto::csi_driver_provider_client::CsiDriverProviderClient;
 use csi_provider_aws::proto::{MountRequest, VersionRequest};
+use csi_provider_aws::request::{DriverRequest, Pod};
+use csi_provider_aws::secret::SecretString;
 // Raw HTTP/2, as a hostile client writes it.
 use h2_authority_shim::wire::{
     FLAG_END_HEADERS as END_HEADERS, FLAG_END_STREAM as END_STREAM, PREFACE, TYPE_DATA as DATA,
@@ -30,13 +30,9 @@ use tonic::Code;
 /// token, so its credentials are fetched, not cached.
 fn request_for(kube: &FakeKube, account: &str, parameters: &[(&str, &str)]) -> MountRequest {
     kube.service_account("shop", account, Some(WEB_ROLE));
-    let tokens = tokens_json(account);
-    let mut all = vec![
-        ("csi.storage.k8s.io/serviceAccount.tokens", tokens.as_str()),
-        ("csi.storage.k8s.io/serviceAccount.name", account),
-    ];
-    all.extend_from_slice(parameters);
-    mount_request(&all, Path::new("/t"))
+    let tokens = Some(SecretString::new(tokens_json(account)));
+    let pod = Pod { service_account: account.into(), tokens, ..web_pod() };
+    DriverRequest::new("web-secrets", parameters.iter().copied(), pod).target("/t").build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

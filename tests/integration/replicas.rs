@@ -3,13 +3,11 @@
 //! uid), signed by a key the stand-in API server publishes through issuer discovery; STS
 //! is moto's, behind a counting proxy.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::tokens::{SigningKey, pod_claims, pod_tokens, tokens_of};
-use common::*;
+use crate::support::tokens::{SigningKey, pod_claims, pod_tokens, tokens_of};
+use crate::support::*;
 use csi_provider_aws::proto::MountRequest;
 
 const REGION: &str = "us-east-1";
@@ -50,22 +48,23 @@ fn sample(metrics: &str, line_start: &str) -> u64 {
 
 /// A provider behind a counting proxy, against a stand-in API server that `cluster` set up
 /// before the provider started (it reads the issuer keys at start-up).
-async fn provider_with_proxy(options: Options, cluster: impl FnOnce(&FakeKube)) -> (Provider, LatencyProxy) {
+async fn provider_with_proxy(options: Settings, cluster: impl FnOnce(&FakeKube)) -> (Provider, LatencyProxy) {
     let proxy = LatencyProxy::start(moto_url(), Duration::ZERO).await;
     let kube = FakeKube::start().await;
     cluster(&kube);
-    let provider = Provider::start_with(Options { endpoint: Some(proxy.url()), ..options }, Some(kube)).await;
+    let aws = AwsSettings { endpoint_url: Some(proxy.url()), ..options.aws.clone() };
+    let provider = Provider::start_with(Settings { aws, ..options }, Some(kube)).await;
     (provider, proxy)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_verified_replicas_make_one_sts_call_and_share_cached_values() {
     let key = SigningKey::generate("key-1");
-    let (provider, proxy) =
-        provider_with_proxy(Options { cache_ttl: Duration::from_secs(60), ..Options::default() }, |kube| {
-            kube.issuer(&[&key])
-        })
-        .await;
+    let (provider, proxy) = provider_with_proxy(
+        Settings { cache: CacheSettings::with_ttl(Duration::from_secs(60)), ..settings() },
+        |kube| kube.issuer(&[&key]),
+    )
+    .await;
     let objects = secret().await;
     let mut client = provider.client().await;
     for i in 0..10 {
@@ -92,7 +91,7 @@ async fn tokens_that_do_not_verify_are_exchanged_alone() {
     let key = SigningKey::generate("key-1");
     let forger = SigningKey::generate("key-1");
     let unpublished = SigningKey::generate("key-unpublished");
-    let (provider, proxy) = provider_with_proxy(Options::default(), |kube| kube.issuer(&[&key])).await;
+    let (provider, proxy) = provider_with_proxy(settings(), |kube| kube.issuer(&[&key])).await;
     let kube = provider.kube.as_ref().unwrap();
     kube.service_account("shop", "batch", Some("arn:aws:iam::123456789012:role/batch"));
     kube.service_account("other", "web", Some(WEB_ROLE));
@@ -163,7 +162,7 @@ async fn tokens_that_do_not_verify_are_exchanged_alone() {
 async fn a_rotated_signing_key_is_picked_up() {
     let old = SigningKey::generate("key-old");
     let new = SigningKey::generate("key-new");
-    let (provider, proxy) = provider_with_proxy(Options::default(), |kube| kube.issuer(&[&old])).await;
+    let (provider, proxy) = provider_with_proxy(settings(), |kube| kube.issuer(&[&old])).await;
     let kube = provider.kube.as_ref().unwrap();
     let objects = secret().await;
     let mut client = provider.client().await;
@@ -192,7 +191,10 @@ async fn without_discovery_or_with_sharing_off_every_pod_is_exchanged_alone() {
     let objects = secret().await;
     // No discovery routes (404), discovery forbidden (403), and sharing turned off.
     for case in ["missing", "forbidden", "off"] {
-        let options = Options { share_irsa: case != "off", ..Options::default() };
+        let mut options = settings();
+        if let IdentityMode::Pods { share_irsa, .. } = &mut options.identity {
+            *share_irsa = case != "off";
+        }
         let (provider, proxy) = provider_with_proxy(options, |kube| match case {
             "forbidden" => {
                 let status = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,"message":"forbidden: User \"system:serviceaccount:kube-system:csi-provider-aws\" cannot get path \"/openid/v1/jwks\""}"#;
@@ -236,7 +238,10 @@ async fn pod_identity_stays_per_pod_and_role_chains_follow_the_class() {
         200,
         r#"{"AccessKeyId":"AKIAPODIDENTITY00001","SecretAccessKey":"pod-secret","Token":"pod-session","AccountId":"123456789012","Expiration":"2099-01-01T00:00:00Z"}"#,
     );
-    let options = Options { agent_ipv4: format!("{}/v1/credentials", agent.url()), ..Options::default() };
+    let options = Settings {
+        identity: pod_identities(&format!("{}/v1/credentials", agent.url()), "http://[::1]:9/v1/credentials"),
+        ..settings()
+    };
     let (provider, proxy) = provider_with_proxy(options, |kube| kube.issuer(&[&key])).await;
     let objects = secret().await;
     let mut client = provider.client().await;
@@ -274,7 +279,7 @@ async fn issuer_discovery_does_not_spend_the_kubernetes_rate_limit() {
     let key = SigningKey::generate("key-1");
     // Discovery is published only after the provider started: the mount reads it.
     let (provider, proxy) =
-        provider_with_proxy(Options { kube_rate: (1, 1), ..Options::default() }, |_| {}).await;
+        provider_with_proxy(Settings { kube_qps: 1, kube_burst: 1, ..settings() }, |_| {}).await;
     provider.kube.as_ref().unwrap().issuer(&[&key]);
     let objects = secret().await;
     let started = std::time::Instant::now();
@@ -291,7 +296,7 @@ async fn issuer_discovery_does_not_spend_the_kubernetes_rate_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_issuer_keys_are_read_at_start_up_not_by_the_first_mount() {
     let key = SigningKey::generate("key-1");
-    let (provider, proxy) = provider_with_proxy(Options::default(), |kube| kube.issuer(&[&key])).await;
+    let (provider, proxy) = provider_with_proxy(settings(), |kube| kube.issuer(&[&key])).await;
     let kube = provider.kube.as_ref().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while kube.http.count("/openid/v1/jwks") == 0 {
