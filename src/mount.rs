@@ -111,19 +111,19 @@ impl Mounter {
         let region = self.regions.resolve(class, pod).await?;
         class.check_regions(&region)?;
         let regions: Vec<String> =
-            std::iter::once(region.clone()).chain(class.failover_region.clone()).collect();
+            std::iter::once(region.clone()).chain(class.parameters.failover_region.clone()).collect();
         let started = Instant::now();
-        let mut identity = self.credentials.credentials(pod, class.auth, &regions).await?;
-        if let Some(role) = &class.assume_role {
+        let mut identity = self.credentials.credentials(pod, class.parameters.auth, &regions).await?;
+        if let Some(role) = &class.parameters.assume_role {
             identity = self.credentials.assume_role(pod, &identity, role, &regions).await?;
         }
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "credentials ready");
         let primary = target(&region, &identity);
-        let failover = class.failover_region.as_ref().map(|region| target(region, &identity));
+        let failover = class.parameters.failover_region.as_ref().map(|region| target(region, &identity));
         let fetched = fetch_class(self.store.as_ref(), &primary, failover.as_ref(), class)
             .await
             .map_err(|failures| MountError::Fetch { failures, total: class.objects.len() })?;
-        Ok(render::render(class.path_translation, &fetched)?)
+        Ok(render::render(class.parameters.path_translation, &fetched)?)
     }
 
     /// Writes the files in provider-writes mode (all or nothing); else leaves them to the driver.

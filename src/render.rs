@@ -229,7 +229,7 @@ mod tests {
     /// Renders the class's one named object with `value`.
     fn render_one(class: &SecretProviderClass, value: FetchedSecret) -> Result<Rendered, RenderError> {
         let SecretObject::Named(object) = &class.objects[0] else { panic!("a named object") };
-        render(class.path_translation, &[Fetched::One(object, value)])
+        render(class.parameters.path_translation, &[Fetched::One(object, value)])
     }
 
     fn fetched(value: &str) -> FetchedSecret {
@@ -318,7 +318,7 @@ mod tests {
             Fetched::Many(set, vec![entry("/app/a", "3"), entry("/app/b/c", "7")]),
             Fetched::One(one, fetched("x")),
         ];
-        let rendered = render(class.path_translation, &objects).unwrap();
+        let rendered = render(class.parameters.path_translation, &objects).unwrap();
         let files: Vec<(&str, u32, &str)> =
             rendered.files.iter().map(|f| (f.file.path.as_str(), f.file.mode, f.version.as_str())).collect();
         assert_eq!(files, vec![("a", 0o600, "3"), ("b_c", 0o600, "7"), ("one", 0o644, "v1")]);
@@ -329,7 +329,7 @@ mod tests {
         ];
         for (entries, want) in cases {
             let objects = [Fetched::Many(set, entries), Fetched::One(one, fetched("x"))];
-            let err = render(class.path_translation, &objects).unwrap_err().to_string();
+            let err = render(class.parameters.path_translation, &objects).unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
         }
     }

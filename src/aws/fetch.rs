@@ -83,6 +83,7 @@ fn fetch_item(object: &NamedObject, class: &SecretProviderClass) -> FetchItem {
         version_label: object.version_label.clone(),
     };
     let failover = class
+        .parameters
         .failover_region
         .as_deref()
         .map(|region| SecretRef { name: object.name_in_failover(region), ..primary.clone() });

@@ -31,7 +31,8 @@ pub use model::{
 };
 pub use naming::PathTranslation;
 pub use params::{
-    AddressPreference, AssumeRole, AuthMethod, Parameters, ParseKey, Unread, check_region_name,
+    AddressPreference, AssumeRole, AuthMethod, ClassParameters, Parameters, ParseKey, Unread,
+    check_region_name,
 };
 pub use raw::Lines;
 pub use scan::{Limits, Positions, ScanError, TooManyObjects, scan};
@@ -40,12 +41,8 @@ pub use validate::Claim;
 /// A validated SecretProviderClass.
 #[derive(Debug, Clone)]
 pub struct SecretProviderClass {
-    pub region: Option<String>,
-    pub failover_region: Option<String>,
-    pub path_translation: PathTranslation,
-    pub auth: AuthMethod,
-    /// A role assumed with the pod's credentials before fetching.
-    pub assume_role: Option<AssumeRole>,
+    /// The parameters besides `objects`.
+    pub parameters: ClassParameters,
     pub objects: Vec<SecretObject>,
     /// Oddities that do not stop a mount (unknown keys, ignored by ASCP too).
     pub warnings: Vec<String>,
@@ -144,7 +141,7 @@ impl SecretProviderClass {
     /// `objects` are shown.
     pub fn check(params: &Parameters, default_mode: u32, limits: &Limits, lines: Lines) -> Checked {
         let (mut problems, mut warnings) = (Vec::new(), Vec::new());
-        let parameters = params::ClassParameters::parse(params, &mut problems, &mut warnings);
+        let parameters = ClassParameters::parse(params, &mut problems, &mut warnings);
         let mut too_many_objects = None;
         let raw = match raw::parse_objects(params.objects.as_deref().unwrap_or(""), limits, lines) {
             Ok(raw) => raw,
@@ -184,15 +181,7 @@ impl SecretProviderClass {
         }
 
         let result = if problems.is_empty() {
-            Ok(Self {
-                region: parameters.region,
-                failover_region: parameters.failover_region,
-                path_translation: parameters.path_translation,
-                auth: parameters.auth,
-                assume_role: parameters.assume_role,
-                objects,
-                warnings,
-            })
+            Ok(Self { parameters, objects, warnings })
         } else {
             Err(ClassError { problems, warnings, too_many_objects })
         };
@@ -202,7 +191,7 @@ impl SecretProviderClass {
     /// Applies the rules that need the primary region once a mount has resolved it (parsing
     /// applied them already when the class names its region).
     pub fn check_regions(&self, primary: &str) -> Result<(), ClassError> {
-        if self.region.as_deref() == Some(primary) {
+        if self.parameters.region.as_deref() == Some(primary) {
             return Ok(());
         }
         let arns: Vec<(String, Arn)> = self
@@ -215,7 +204,7 @@ impl SecretProviderClass {
                 _ => None,
             })
             .collect();
-        let problems = validate::region_problems(primary, self.failover_region.as_deref(), &arns);
+        let problems = validate::region_problems(primary, self.parameters.failover_region.as_deref(), &arns);
         if problems.is_empty() { Ok(()) } else { Err(ClassError::new(problems)) }
     }
 

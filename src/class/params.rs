@@ -11,23 +11,37 @@ use super::go;
 use super::naming::PathTranslation;
 use super::raw::did_you_mean;
 
-/// The SecretProviderClass parameters, as strings, as the driver passes them in the Mount
-/// attributes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Parameters {
-    pub objects: Option<String>,
-    pub region: Option<String>,
-    pub failover_region: Option<String>,
-    pub path_translation: Option<String>,
-    pub use_pod_identity: Option<String>,
-    pub preferred_address_type: Option<String>,
+/// Declares the parameters this provider reads, once: the [`Parameters`] fields (each the
+/// string the class sets under that key) and the list of known keys for "did you mean"
+/// hints. A new parameter is one line here and its validation in [`ClassParameters`].
+macro_rules! parameters {
+    ($($(#[$doc:meta])* $field:ident = $key:literal,)*) => {
+        /// The SecretProviderClass parameters, as strings, as the driver passes them in the
+        /// Mount attributes.
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+        pub struct Parameters {
+            $($(#[$doc])* #[serde(rename = $key)] pub $field: Option<String>,)*
+            /// Every other key: the driver's volume context, or a parameter nobody reads (a
+            /// typo).
+            #[serde(flatten)]
+            pub other: BTreeMap<String, Unread>,
+        }
+
+        /// The parameters this provider reads, for "did you mean" hints.
+        const KNOWN: &[&str] = &[$($key),*];
+    };
+}
+
+parameters! {
+    objects = "objects",
+    region = "region",
+    failover_region = "failoverRegion",
+    path_translation = "pathTranslation",
+    use_pod_identity = "usePodIdentity",
+    preferred_address_type = "preferredAddressType",
     /// Beyond ASCP: a role to assume with the pod's credentials before fetching.
-    pub assume_role_arn: Option<String>,
-    pub assume_role_external_id: Option<String>,
-    /// Every other key: the driver's volume context, or a parameter nobody reads (a typo).
-    #[serde(flatten)]
-    pub other: BTreeMap<String, Unread>,
+    assume_role_arn = "assumeRoleArn",
+    assume_role_external_id = "assumeRoleExternalId",
 }
 
 /// The value of a key nobody reads: not kept (only the key matters, for its warning), so all
@@ -64,18 +78,6 @@ impl Parameters {
     }
 }
 
-/// The parameters this provider reads, for "did you mean" hints.
-const KNOWN: &[&str] = &[
-    "objects",
-    "region",
-    "failoverRegion",
-    "pathTranslation",
-    "usePodIdentity",
-    "preferredAddressType",
-    "assumeRoleArn",
-    "assumeRoleExternalId",
-];
-
 /// Keys the driver (or the sync controller) adds to the parameters.
 fn from_the_driver(key: &str) -> bool {
     key.starts_with("csi.storage.k8s.io/") || key == "secretProviderClass" || key == "providerName"
@@ -107,20 +109,21 @@ pub enum AddressPreference {
     Ipv6,
 }
 
-/// The parameters, validated.
+/// The parameters besides `objects`, validated.
 #[derive(Debug, Clone)]
-pub(super) struct ClassParameters {
+pub struct ClassParameters {
     pub region: Option<String>,
     pub failover_region: Option<String>,
     pub path_translation: PathTranslation,
     pub auth: AuthMethod,
+    /// A role assumed with the pod's credentials before fetching.
     pub assume_role: Option<AssumeRole>,
 }
 
 impl ClassParameters {
     /// Validates every parameter but `objects`, each problem reported once; unusable values
     /// fall back to their defaults so that the objects can still be checked.
-    pub fn parse(params: &Parameters, problems: &mut Vec<String>, warnings: &mut Vec<String>) -> Self {
+    pub(super) fn parse(params: &Parameters, problems: &mut Vec<String>, warnings: &mut Vec<String>) -> Self {
         let path_translation =
             PathTranslation::parse(go::set(&params.path_translation)).unwrap_or_else(|e| {
                 problems.push(e);

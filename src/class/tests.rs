@@ -208,12 +208,12 @@ fn auth_method_follows_go_parse_bool() {
     ] {
         let mut p = params("");
         p.use_pod_identity = value.map(str::to_owned);
-        assert_eq!(parse(&p).unwrap().auth, want, "{value:?}");
+        assert_eq!(parse(&p).unwrap().parameters.auth, want, "{value:?}");
     }
     let mut p = params("");
     p.use_pod_identity = Some("true".into());
     p.preferred_address_type = Some("IPv6".into());
-    assert_eq!(parse(&p).unwrap().auth, AuthMethod::PodIdentity(AddressPreference::Ipv6));
+    assert_eq!(parse(&p).unwrap().parameters.auth, AuthMethod::PodIdentity(AddressPreference::Ipv6));
 }
 
 #[test]
@@ -343,7 +343,10 @@ fn extensions_beyond_ascp_are_validated() {
     }
     let mut p = params("");
     p.assume_role_arn = Some("arn:aws:iam::111122223333:role/reader".into());
-    assert_eq!(parse(&p).unwrap().assume_role.unwrap().role_arn, "arn:aws:iam::111122223333:role/reader");
+    assert_eq!(
+        parse(&p).unwrap().parameters.assume_role.unwrap().role_arn,
+        "arn:aws:iam::111122223333:role/reader"
+    );
     p.assume_role_arn = Some("arn:aws:s3:::bucket".into());
     assert!(problems(&p)[0].contains("not an IAM role ARN"));
 }

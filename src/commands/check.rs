@@ -161,7 +161,7 @@ fn check_parameters(
     if class.objects.is_empty() {
         report.warnings.push("the class mounts nothing: objects is empty or missing".into());
     }
-    match class.region.as_deref().or(region) {
+    match class.parameters.region.as_deref().or(region) {
         Some(region) => {
             if let Err(e) = class.check_regions(region) {
                 report.problems.extend(e.problems);

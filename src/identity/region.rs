@@ -46,7 +46,7 @@ impl Regions {
 
     /// The region `class` is mounted from for `pod`.
     pub async fn resolve(&self, class: &SecretProviderClass, pod: &Pod) -> Result<String, RegionError> {
-        if let Some(region) = class.region.as_ref().or(self.default.as_ref()) {
+        if let Some(region) = class.parameters.region.as_ref().or(self.default.as_ref()) {
             return Ok(region.clone());
         }
         let none = || RegionError::None { namespace: pod.namespace.clone(), pod: pod.name.clone() };

@@ -152,7 +152,7 @@ proptest! {
             })),
             SecretObject::Collection(_) => None,
         }).collect();
-        if let Ok(rendered) = render(class.path_translation, &fetched) {
+        if let Ok(rendered) = render(class.parameters.path_translation, &fetched) {
             let declared: Vec<&str> = class.files().map(|(f, _)| f).collect();
             let produced: Vec<&str> = rendered.files.iter().map(|f| f.file.path.as_str()).collect();
             prop_assert_eq!(declared, produced);
