@@ -2,30 +2,28 @@
 //! Parameter Store.
 //!
 //! The CSI driver calls `Mount` over a Unix socket for every pod volume (and again at every
-//! rotation poll). One mount flows through these stages, each a module:
+//! rotation poll). One mount flows one way through these modules (ARCHITECTURE.md has the
+//! whole map and where each kind of change goes):
 //!
 //! ```text
-//! server ──> request ──> class ──> identity ──> aws ──> render ──> write
-//! (socket,   (decode    (parse +   (the pod's   (fetch   (files,    (provider-writes
-//!  gRPC)      attrs)     validate)  own creds)   all at   versions)  mode only)
-//!                                                once)
+//! server ──> mount ──> request ──> class ──> identity ──> aws ──> render ──> write
+//! (socket,   (one     (decode     (parse,   (region,     (fetch   (files,   (provider-
+//!  gRPC,      line of  the        validate, the pod's    all at   versions)  writes mode
+//!  status)    calls)   attributes) cached)   own creds)   once)               only)
 //! ```
 //!
-//! [`mount`] only strings the stages together; a failure anywhere is an [`error::MountError`],
-//! and one table at the server boundary ([`server::status`]) decides the gRPC status the
-//! driver reports in pod events; [`server::response`] builds the driver's response. The pure
-//! stages ([`request`], [`class`], [`render`], token checks in [`identity::verify`]) do no I/O
-//! and are tested table-style through their public API (`tests/stages.rs`, `tests/class.rs`;
-//! the unit tests in `src/` are those of private code); the I/O sits behind small traits
-//! ([`aws::SecretStore`], [`identity::CredentialSource`]) so the pipeline runs against fakes
-//! as well as against moto and stand-in servers in `tests/` (Kubernetes only against a
-//! stand-in API server). [`provider`] is the one
-//! composition root (used by the binary, the tests and the bench). Around the stages:
-//! [`aws::shared`] (shared in-flight fetches and the opt-in value cache), [`kube`] (cached,
-//! rate-limited API lookups and issuer discovery), [`metrics`] (Prometheus, health),
-//! [`secret`] (redacting, zeroizing holders of secret bytes and tokens), [`telemetry`], and
-//! the `check` / `mount` subcommands ([`check`], [`client`]). The `:authority` fix for old
-//! drivers is its own crate, `h2-authority-shim`.
+//! [`mount`] only strings the stages together; a failure anywhere is an
+//! [`error::MountError`], and one table at the server boundary ([`server::status`]) decides
+//! the gRPC status the driver reports in pod events. The pure stages ([`request`], [`class`],
+//! [`render`], token checks in [`identity::verify`]) do no I/O and are unit-tested beside
+//! their code; the I/O sits behind small traits ([`aws::SecretStore`],
+//! [`identity::CredentialSource`]) so the pipeline runs against fakes as well as against
+//! moto and stand-in servers (`tests/integration`). Below the stages: [`kube`] (cached,
+//! rate-limited lookups and issuer discovery), [`metrics`], [`fetched`] (the values aws hands
+//! to render), [`secret`] (redacting, zeroizing holders of values and tokens). Around them:
+//! [`cli`] (the flags and every default), [`compose`] (the one composition root, used by the
+//! binary, the tests and the bench), [`telemetry`], and the subcommands in [`commands`]. The
+//! `:authority` fix for old drivers is its own crate, `h2-authority-shim`.
 
 pub mod aws;
 mod cause;

@@ -4,7 +4,8 @@
 //!
 //! Modules by concern: [`params`] (the parameters besides `objects`), [`scan`] (limits
 //! enforced while the YAML is read), [`raw`] (the YAML as written), [`validate`] (raw ->
-//! [`model`]), [`go`] (ASCP's Go parsing rules), [`encoding`], [`arn`], [`naming`].
+//! [`model`]), [`go`] (ASCP's Go parsing rules), [`encoding`], [`arn`], [`naming`], and
+//! `cache` (parsed classes and the warnings already logged).
 
 pub mod arn;
 mod cache;
