@@ -13,13 +13,13 @@
 //! ```
 //!
 //! [`mount`] only strings the stages together; a failure anywhere is an
-//! [`error::MountError`], and one table at the server boundary ([`server::status`]) decides
+//! [`mount::MountError`], and one table at the server boundary ([`server::status`]) decides
 //! the gRPC status the driver reports in pod events. The pure stages ([`request`], [`class`],
-//! [`render`], token checks in [`identity::verify`]) do no I/O and are unit-tested beside
+//! [`render`], token checks in `identity::verify`) do no I/O and are unit-tested beside
 //! their code; the I/O sits behind small traits ([`aws::SecretStore`],
-//! [`identity::CredentialSource`]) so the pipeline runs against fakes as well as against
+//! `identity::CredentialSource`) so the pipeline runs against fakes as well as against
 //! moto and stand-in servers (`tests/integration`). Below the stages: [`kube`] (cached,
-//! rate-limited lookups and issuer discovery), [`metrics`], [`fetched`] (the values aws hands
+//! rate-limited lookups and issuer discovery), [`metrics`], `fetched` (the values aws hands
 //! to render), [`secret`] (redacting, zeroizing holders of values and tokens). Around them:
 //! [`cli`] (the flags and every default), [`compose`] (the one composition root, used by the
 //! binary, the tests and the bench), [`telemetry`], and the subcommands in [`commands`]. The
@@ -31,9 +31,9 @@ pub mod class;
 pub mod cli;
 pub mod commands;
 pub mod compose;
-pub mod error;
-pub mod fetched;
-pub mod identity;
+pub(crate) mod error;
+pub(crate) mod fetched;
+pub(crate) mod identity;
 pub mod kube;
 pub mod metrics;
 pub mod mount;
@@ -42,7 +42,7 @@ pub mod request;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
-pub mod write;
+pub(crate) mod write;
 
 pub mod proto {
     //! The driver's provider API (`v1alpha1`), generated from `proto/` by `build.rs`.
