@@ -49,6 +49,12 @@ pub enum MountError {
          slow or the node is overloaded; the driver retries the mount"
     )]
     Deadline(Duration),
+    #[error(
+        "the mount did not finish within its caller's deadline of {0:?} (grpc-timeout: the \
+         kubelet's, as the CSI driver passes it): AWS or the Kubernetes API is slow or the node \
+         is overloaded; the driver retries the mount"
+    )]
+    CallerDeadline(Duration),
     /// A bug or a panic in one of the provider's own tasks; never the user's to fix.
     #[error("the provider failed while {0}; the driver retries the mount (please report this)")]
     Internal(&'static str),

@@ -31,6 +31,7 @@ pub mod class;
 pub mod cli;
 pub mod commands;
 pub mod compose;
+mod echo;
 pub(crate) mod error;
 pub(crate) mod fetched;
 pub(crate) mod identity;

@@ -69,16 +69,31 @@ impl Mounter {
         Self { settings, slots, classes: ClassCache::default(), regions, credentials, store }
     }
 
-    /// Serves one Mount within `--mount-timeout`, at most `--max-concurrent-mounts` at once.
-    pub async fn mount(&self, input: MountInput) -> Result<MountOutcome, MountError> {
-        let timeout = self.settings.timeout;
+    /// Serves one Mount within `--mount-timeout` and the caller's own deadline (`grpc-timeout`,
+    /// kubelet's as the driver passes it), whichever is earlier, at most
+    /// `--max-concurrent-mounts` at once. At the deadline the mount's work is dropped: queued
+    /// AWS calls never start.
+    pub async fn mount(
+        &self,
+        input: MountInput,
+        caller: Option<Duration>,
+    ) -> Result<MountOutcome, MountError> {
+        let ours = self.settings.timeout;
+        let (timeout, expired) = match caller {
+            Some(caller) if caller < ours => (caller, MountError::CallerDeadline(caller)),
+            _ => (ours, MountError::Deadline(ours)),
+        };
         let deadline = Instant::now() + timeout;
-        tokio::time::timeout(timeout, async {
-            let _slot = self.slots.acquire().await.map_err(|_| MountError::Deadline(timeout))?;
+        match tokio::time::timeout(timeout, async {
+            let _slot =
+                self.slots.acquire().await.map_err(|_| MountError::Internal("waiting for a mount slot"))?;
             self.mount_now(input, deadline).await
         })
         .await
-        .unwrap_or(Err(MountError::Deadline(timeout)))
+        {
+            Ok(result) => result,
+            Err(_) => Err(expired),
+        }
     }
 
     async fn mount_now(&self, mut input: MountInput, deadline: Instant) -> Result<MountOutcome, MountError> {
@@ -213,7 +228,7 @@ mod tests {
     #[tokio::test]
     async fn no_objects_needs_no_credentials_and_returns_a_placeholder_version() {
         let (mounter, store, credentials) = setup(driver_writes(), Duration::ZERO);
-        let response = response(mounter.mount(input("")).await.unwrap(), MAX_RESPONSE_BYTES).unwrap();
+        let response = response(mounter.mount(input(""), None).await.unwrap(), MAX_RESPONSE_BYTES).unwrap();
         assert_eq!(response.object_version.len(), 1);
         assert_eq!(response.object_version[0].id, NO_OBJECTS_ID);
         assert_eq!(credentials.0.load(Ordering::SeqCst), 0);
@@ -225,7 +240,8 @@ mod tests {
         let (mounter, store, _) = setup(driver_writes(), Duration::ZERO);
         let objects = "- {objectName: a, objectType: secretsmanager, objectAlias: one}\n\
                        - {objectName: a, objectType: secretsmanager, objectAlias: two}";
-        let response = response(mounter.mount(input(objects)).await.unwrap(), MAX_RESPONSE_BYTES).unwrap();
+        let response =
+            response(mounter.mount(input(objects), None).await.unwrap(), MAX_RESPONSE_BYTES).unwrap();
         let files: Vec<&str> = response.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(files, vec!["one", "two"]);
         assert_eq!(store.asked(), 1);
@@ -235,25 +251,28 @@ mod tests {
     async fn limits_and_deadline() {
         let settings = MountSettings { max_contents_bytes: 3, ..driver_writes() };
         let (mounter, _, _) = setup(settings, Duration::ZERO);
-        let err =
-            mounter.mount(input("- {objectName: long-name, objectType: secretsmanager}")).await.unwrap_err();
+        let err = mounter
+            .mount(input("- {objectName: long-name, objectType: secretsmanager}"), None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, MountError::TooLarge { size: 9, limit: 3 }), "{err}");
         assert_eq!(status::code(&err), Code::ResourceExhausted);
 
         let settings = MountSettings { timeout: Duration::from_millis(50), ..driver_writes() };
         let (mounter, _, _) = setup(settings, Duration::from_secs(5));
-        let err = mounter.mount(input("- {objectName: a, objectType: secretsmanager}")).await.unwrap_err();
+        let err =
+            mounter.mount(input("- {objectName: a, objectType: secretsmanager}"), None).await.unwrap_err();
         assert_eq!(status::code(&err), Code::DeadlineExceeded, "{err}");
     }
 
     #[tokio::test]
     async fn every_error_maps_to_a_code_and_a_bounded_label() {
         let (mounter, _, _) = setup(driver_writes(), Duration::ZERO);
-        let err = mounter.mount(input("- {objectName: a}")).await.unwrap_err();
+        let err = mounter.mount(input("- {objectName: a}"), None).await.unwrap_err();
         assert_eq!((status::code(&err), status::label(&err)), (Code::InvalidArgument, "invalid_class"));
         let mut no_region = input("- {objectName: a, objectType: secretsmanager}");
         no_region.parameters.region = None;
-        let err = mounter.mount(no_region).await.unwrap_err();
+        let err = mounter.mount(no_region, None).await.unwrap_err();
         assert_eq!((status::code(&err), status::label(&err)), (Code::InvalidArgument, "no_region"));
         let status: Status = err.into();
         assert!(status.message().contains("no AWS region"));

@@ -49,7 +49,7 @@ impl fmt::Display for SecretRef {
             ObjectType::SecretsManager => "secret",
             ObjectType::SsmParameter => "parameter",
         };
-        write!(f, "{kind} {:?}", self.name)?;
+        write!(f, "{kind} {}", crate::echo::quoted(&self.name))?;
         if let Some(version) = &self.version {
             write!(f, " version {version:?}")?;
         }

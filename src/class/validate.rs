@@ -14,6 +14,10 @@ use super::model::{
 };
 use super::naming::{self, PathTranslation};
 use super::raw::{RawFailover, RawJmesPath, RawObject};
+use crate::echo::quoted;
+
+/// The longest name or ARN AWS accepts for a secret or a parameter (ARNs up to 2,048).
+const MAX_NAME_CHARS: usize = 2048;
 
 /// A file an object will write, and how messages name its writer.
 #[derive(Debug, Clone)]
@@ -65,17 +69,25 @@ impl ObjectCheck<'_> {
             return self.collection(index, raw, problems);
         }
         let name = raw.object_name.clone();
-        let label = name.as_ref().map_or_else(|| format!("objects[{index}]"), |n| format!("object {n:?}"));
+        let label =
+            name.as_ref().map_or_else(|| format!("objects[{index}]"), |n| format!("object {}", quoted(n)));
         let mut out = Problems { label, list: problems, count: 0 };
         let mut validated = Validated::default();
         if name.is_none() {
             out.add("objectName is missing; set it to the secret's name or ARN");
         }
         let name = name.unwrap_or_default();
+        let length = name.chars().count();
+        if length > MAX_NAME_CHARS {
+            out.add(format!(
+                "objectName is {length} characters; AWS allows at most {MAX_NAME_CHARS} (a secret's or \
+                 parameter's name, or its full ARN)"
+            ));
+        }
 
         let arn = if Arn::looks_like(&name) { Arn::parse(&name).map_err(|e| out.add(e)).ok() } else { None };
         if let Some(arn) = &arn {
-            validated.arns.push((format!("object {name:?}"), arn.clone()));
+            validated.arns.push((format!("object {}", quoted(&name)), arn.clone()));
         }
         let object_type = object_type(raw, arn.as_ref(), Arn::looks_like(&name)).map_err(|e| out.add(e)).ok();
         let mode = self.mode(raw.file_permission.as_deref(), self.default_mode, &mut out);
@@ -92,7 +104,7 @@ impl ObjectCheck<'_> {
             }
         }
 
-        let owner = format!("object {name:?}");
+        let owner = format!("object {}", quoted(&name));
         let alias = raw.object_alias.as_deref().or((!name.is_empty()).then_some(name.as_str()));
         let file = alias.and_then(|alias| self.file_path(alias, &mut out));
         validated.claims.extend(file.iter().map(|f| Claim { file: f.clone(), owner: owner.clone() }));
@@ -101,7 +113,8 @@ impl ObjectCheck<'_> {
             let (file, entry) = self.jmes_entry(i, entry, mode, &mut out);
             if let Some(file) = file {
                 let path = raw.jmes_path[i].path.as_deref().unwrap_or_default();
-                validated.claims.push(Claim { file, owner: format!("jmesPath {path:?} of object {name:?}") });
+                let owner = format!("jmesPath {} of object {}", quoted(path), quoted(&name));
+                validated.claims.push(Claim { file, owner });
             }
             jmes_path.extend(entry);
         }
@@ -144,7 +157,8 @@ impl ObjectCheck<'_> {
     fn collection(&self, index: usize, raw: &RawObject, problems: &mut Vec<String>) -> Validated {
         let path = raw.path.clone();
         let label = path.clone().unwrap_or_else(|| format!("objects[{index}]"));
-        let mut out = Problems { label: format!("object with path {label:?}"), list: problems, count: 0 };
+        let mut out =
+            Problems { label: format!("object with path {}", quoted(&label)), list: problems, count: 0 };
         let object_type = raw.object_type.as_deref().and_then(ObjectType::parse);
         if object_type.is_none() {
             out.add("objectType must be \"ssmparameter\" or \"secretsmanager\" for a path");

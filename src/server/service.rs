@@ -2,7 +2,7 @@
 //! metrics observation per mount.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -31,6 +31,25 @@ impl DriverService {
     }
 }
 
+/// The `grpc-timeout` header: at most 8 digits and a unit (gRPC over HTTP/2's
+/// `TimeoutValue TimeoutUnit`); anything else is ignored, as gRPC servers do.
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 #[tonic::async_trait]
 impl CsiDriverProvider for DriverService {
     async fn version(&self, _request: Request<VersionRequest>) -> Result<Response<VersionResponse>, Status> {
@@ -44,6 +63,8 @@ impl CsiDriverProvider for DriverService {
     async fn mount(&self, request: Request<MountRequest>) -> Result<Response<MountResponse>, Status> {
         let started = Instant::now();
         let _in_flight = self.metrics.mount_started();
+        let caller_deadline =
+            request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(grpc_timeout);
         let request = request.into_inner();
         let input = match MountInput::parse(&request) {
             Ok(input) => input,
@@ -64,7 +85,7 @@ impl CsiDriverProvider for DriverService {
             service_account = %pod.service_account,
             secret_provider_class = %class,
         );
-        let result = self.mounter.mount(input).instrument(span).await.and_then(|outcome| {
+        let result = self.mounter.mount(input, caller_deadline).instrument(span).await.and_then(|outcome| {
             let (objects, files, bytes) =
                 (outcome.objects, outcome.rendered.files.len(), outcome.rendered.size());
             response(outcome, MAX_RESPONSE_BYTES).map(|response| (response, objects, files, bytes))
@@ -102,6 +123,31 @@ impl CsiDriverProvider for DriverService {
                 );
                 Err(err.into())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_spec_writes_them() {
+        for (text, want) in [
+            ("300m", Some(Duration::from_millis(300))),
+            ("2S", Some(Duration::from_secs(2))),
+            ("1M", Some(Duration::from_secs(60))),
+            ("1H", Some(Duration::from_secs(3600))),
+            ("99999999u", Some(Duration::from_micros(99_999_999))),
+            ("5n", Some(Duration::from_nanos(5))),
+            ("123456789S", None),
+            ("S", None),
+            ("", None),
+            ("10s", None),
+            ("-1S", None),
+            ("1.5S", None),
+        ] {
+            assert_eq!(grpc_timeout(text), want, "{text:?}");
         }
     }
 }

@@ -43,7 +43,7 @@ fn classify(err: &MountError) -> (Code, &'static str) {
             (Code::ResourceExhausted, "too_large")
         }
         MountError::Write(_) => (Code::Internal, "write"),
-        MountError::Deadline(_) => (Code::DeadlineExceeded, "deadline"),
+        MountError::Deadline(_) | MountError::CallerDeadline(_) => (Code::DeadlineExceeded, "deadline"),
         MountError::Internal(_) => (Code::Internal, "internal"),
     }
 }
@@ -75,7 +75,7 @@ fn identity_code(err: &IdentityError) -> Code {
 
 impl From<MountError> for Status {
     fn from(err: MountError) -> Self {
-        Status::new(code(&err), err.to_string())
+        Status::new(code(&err), crate::echo::bounded(err.to_string()))
     }
 }
 

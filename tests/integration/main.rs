@@ -10,6 +10,7 @@ mod beyond;
 mod cli;
 mod failover;
 mod fuzz;
+mod hardening;
 mod hostile;
 mod identity;
 mod image;
