@@ -114,16 +114,16 @@ pub async fn build(settings: Settings) -> Result<Built, String> {
     let credentials: Arc<dyn CredentialSource> = match settings.identity {
         IdentityMode::Pods { agent_ipv4, agent_ipv6, agent_timeout, share_irsa } => {
             let agent = PodIdentityAgent::new(&agent_ipv4, &agent_ipv6, agent_timeout)?;
-            let verifier = Arc::new(TokenVerifier::new(share_irsa.then(|| cluster.clone())));
-            // Ready before the first pod asks: the client's TLS set-up (~20 ms) and the issuer
-            // keys are then not paid by a booting node's first mounts. A failure is retried
-            // (and reported) by the first mount that needs it.
+            let issuer =
+                share_irsa.then(|| cluster.clone() as Arc<dyn crate::identity::verify::IssuerSource>);
+            let verifier = Arc::new(TokenVerifier::new(issuer));
+            // Ready before the first pod asks: the client's TLS set-up and the issuer keys are
+            // then not paid by a booting node's first mounts, which never wait long for them
+            // anyway. A failure is retried (and reported) by the first mount that needs it.
+            verifier.prefetch();
             tokio::spawn({
-                let (cluster, verifier) = (cluster.clone(), verifier.clone());
-                async move {
-                    cluster.prepare().await;
-                    verifier.prefetch().await;
-                }
+                let cluster = cluster.clone();
+                async move { cluster.prepare().await }
             });
             Arc::new(PodCredentials::new(sts_config(&sdk), cluster.clone(), agent, verifier, metrics.clone()))
         }

@@ -186,13 +186,18 @@ impl ApiClient {
             self.limiter.until_ready().await;
         }
         let started = Instant::now();
-        let client = self.client(what).await?;
-        let result = match tokio::time::timeout(REQUEST_TIMEOUT * 2, request(client)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(classify(&e, what)),
-            Err(_) => {
-                Err(ClusterError::Unavailable { what: what.to_owned(), message: "no answer in time".into() })
-            }
+        // One deadline for everything, the client's set-up and the whole answer included: a
+        // server that trickles its body is cut off at it, not after every byte.
+        let whole = async {
+            let client = self.client(what).await?;
+            request(client).await.map_err(|e| classify(&e, what))
+        };
+        let result = match tokio::time::timeout(REQUEST_TIMEOUT, whole).await {
+            Ok(result) => result,
+            Err(_) => Err(ClusterError::Unavailable {
+                what: what.to_owned(),
+                message: format!("no whole answer within {REQUEST_TIMEOUT:?}"),
+            }),
         };
         let outcome = result.as_ref().map_or_else(ClusterError::label, |_| "success");
         self.metrics.kube_request(resource, outcome);
@@ -333,9 +338,9 @@ impl KubeLookup {
                 .body(Vec::new())
                 .map_err(|e| ClusterError::Unavailable { what: what.into(), message: e.to_string() })?;
             let resource = path.rsplit('/').next().unwrap_or(path);
-            // Outside the --qps budget: the verifier reads the keys once per 10 minutes or
-            // key rotation, at most every 5 s, so a booting node's service-account lookups
-            // keep the whole burst.
+            // Outside the --qps budget: the verifier reads the keys once a minute while mounts
+            // verify tokens, or at a key rotation at most every 5 s, so a booting node's
+            // service-account lookups keep the whole burst.
             self.api
                 .call(resource, what, false, |client| async move { client.request_text(request).await })
                 .await

@@ -3,8 +3,12 @@
 //! its service account's IRSA identity with the other replicas; any token that cannot be
 //! verified is exchanged with STS on its own, exactly as without sharing.
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
@@ -12,14 +16,20 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use crate::kube::{ClusterError, IssuerKeys, KubeLookup};
 use crate::secret::SecretString;
 
-/// Keys are read again this often, key rotation or not.
-const KEYS_TTL: Duration = Duration::from_secs(600);
+/// Keys this old are read again in the background (mounts go on with them meanwhile).
+const KEYS_TTL: Duration = Duration::from_secs(60);
+/// Keys this old are not used at all: a key the cluster retired stops verifying (and so
+/// sharing) within this, whatever happens to the re-reads.
+const KEYS_MAX_AGE: Duration = Duration::from_secs(110);
 /// A token naming a key we do not have makes us re-read the keys, at most this often.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// The most a mount waits for a read of the keys; past it the token is exchanged on its own
+/// while the read goes on. A read already this slow is not waited for again.
+const DISCOVERY_WAIT: Duration = Duration::from_secs(1);
 /// After discovery failed, tokens go unverified (each exchanged alone) this long before
 /// discovery is tried again.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
-/// Clock skew allowed on `exp` and `nbf`, in seconds.
+/// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (kube-apiserver's).
 const LEEWAY_SECONDS: u64 = 60;
 
 /// Why a token was not verified; each case means "exchange it alone". Bounded labels.
@@ -93,6 +103,10 @@ pub fn check(
     validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     match jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation) {
+        // Issued in the future: kube-apiserver refuses such a token, and so does sharing.
+        Ok(data) if data.claims["iat"].as_u64().is_some_and(|iat| iat > now_seconds() + LEEWAY_SECONDS) => {
+            Err(Unverified::NotYetValid)
+        }
         Ok(_) => Ok(()),
         Err(e) => Err(match e.kind() {
             ErrorKind::InvalidSignature => Unverified::BadSignature,
@@ -114,27 +128,46 @@ fn usable(jwk: &Jwk) -> bool {
         && jwk.common.public_key_use.as_ref().is_none_or(|u| *u == PublicKeyUse::Signature)
 }
 
-/// What is known about the issuer's keys.
-#[derive(Clone)]
-enum Keys {
-    Known { issuer: Arc<IssuerKeys>, read_at: Instant },
-    Failed { at: Instant },
-    Unknown,
+fn now_seconds() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Verifies tokens with the issuer keys read through the Kubernetes API, cached and
-/// re-read on rotation (a token naming an unknown key), at most every few seconds.
+/// Where the issuer's keys come from: the API server's issuer discovery, or a fake in tests.
+pub trait IssuerSource: Send + Sync + 'static {
+    fn issuer_keys(&self) -> BoxFuture<'_, Result<IssuerKeys, ClusterError>>;
+}
+
+impl IssuerSource for KubeLookup {
+    fn issuer_keys(&self) -> BoxFuture<'_, Result<IssuerKeys, ClusterError>> {
+        Box::pin(KubeLookup::issuer_keys(self))
+    }
+}
+
+/// What is known about the issuer's keys.
+#[derive(Default)]
+struct State {
+    /// The last keys read, and when.
+    keys: Option<(Arc<IssuerKeys>, Instant)>,
+    /// When the last read failed (mounts then do not wait for discovery for a while).
+    failed_at: Option<Instant>,
+    /// When the read under way started.
+    reading_since: Option<Instant>,
+}
+
+/// Verifies tokens with the issuer keys read through the Kubernetes API: re-read in the
+/// background every minute, and on rotation (a token naming an unknown key) at most every
+/// few seconds, in one read at a time that no mount waits for longer than about a second.
 pub struct TokenVerifier {
-    cluster: Option<Arc<KubeLookup>>,
-    keys: RwLock<Keys>,
-    /// Held while the keys are re-read: concurrent mounts wait for one read.
-    refresh: tokio::sync::Mutex<()>,
+    cluster: Option<Arc<dyn IssuerSource>>,
+    state: Arc<Mutex<State>>,
+    /// Bumped when a read ends, for the mounts waiting on it.
+    reads: Arc<watch::Sender<u64>>,
 }
 
 impl TokenVerifier {
     /// Verifies against `cluster`'s issuer keys; `None` verifies nothing (sharing off).
-    pub fn new(cluster: Option<Arc<KubeLookup>>) -> Self {
-        Self { cluster, keys: RwLock::new(Keys::Unknown), refresh: tokio::sync::Mutex::new(()) }
+    pub fn new(cluster: Option<Arc<dyn IssuerSource>>) -> Self {
+        Self { cluster, state: Arc::default(), reads: Arc::new(watch::Sender::new(0)) }
     }
 
     /// Whether `token` is a valid token of `namespace`/`service_account` for `audience`.
@@ -149,83 +182,103 @@ impl TokenVerifier {
             return Err(Unverified::Disabled);
         }
         let check = |issuer: &IssuerKeys| check(token.expose(), issuer, audience, namespace, service_account);
-        let (issuer, stale) = match self.current() {
-            Keys::Known { issuer, read_at } => (Some(issuer), read_at.elapsed() >= KEYS_TTL),
-            Keys::Failed { at } if at.elapsed() < FAILURE_BACKOFF => return Err(Unverified::NoDiscovery),
-            Keys::Failed { .. } | Keys::Unknown => (None, true),
-        };
-        if let Some(issuer) = &issuer
-            && !stale
-        {
-            match check(issuer) {
-                Err(Unverified::UnknownKey) => {}
-                verdict => return verdict,
-            }
-        }
-        // No keys yet, old keys, or a key we do not know (the issuer may have rotated).
-        match self.reread(issuer.as_ref()).await {
-            Some(issuer) => check(&issuer),
-            None => Err(Unverified::NoDiscovery),
-        }
-    }
-
-    /// Reads the keys ahead of the first token (at start-up). A failure here sets no backoff:
-    /// the API server may just not be reachable yet, so the first mount tries again.
-    pub async fn prefetch(&self) {
-        let Some(cluster) = &self.cluster else { return };
-        let _one_at_a_time = self.refresh.lock().await;
-        if !matches!(self.current(), Keys::Unknown) {
-            return;
-        }
-        // Not a warning yet: the first mount that needs the keys warns if they stay unreadable.
-        if let Err(e) = self.read(cluster.as_ref()).await {
-            tracing::debug!("issuer discovery at start-up failed ({e}); the first mount tries again")
-        }
-    }
-
-    /// Reads the keys and keeps them; the caller holds `refresh`.
-    async fn read(&self, cluster: &KubeLookup) -> Result<Arc<IssuerKeys>, ClusterError> {
-        let issuer = Arc::new(cluster.issuer_keys().await?);
-        self.set(Keys::Known { issuer: issuer.clone(), read_at: Instant::now() });
-        Ok(issuer)
-    }
-
-    fn current(&self) -> Keys {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn set(&self, keys: Keys) {
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
-    }
-
-    /// Reads the keys again unless another mount just did (then uses its answer). `seen`
-    /// are the keys the caller found wanting.
-    async fn reread(&self, seen: Option<&Arc<IssuerKeys>>) -> Option<Arc<IssuerKeys>> {
-        let cluster = self.cluster.as_ref()?;
-        let _one_at_a_time = self.refresh.lock().await;
-        match self.current() {
-            Keys::Known { issuer, read_at } => {
-                let newer = seen.is_none_or(|seen| !Arc::ptr_eq(seen, &issuer));
-                if newer || read_at.elapsed() < MIN_REFRESH_INTERVAL {
-                    return Some(issuer);
+        match self.usable() {
+            Some((keys, age)) => {
+                if age >= KEYS_TTL {
+                    self.start_read(true);
+                }
+                match check(&keys) {
+                    // The issuer may have rotated its keys: read them again (unless just read).
+                    Err(Unverified::UnknownKey) if age >= MIN_REFRESH_INTERVAL => {
+                        self.start_read(true);
+                        self.wait_for_read().await;
+                        match self.usable() {
+                            Some((newer, _)) if !Arc::ptr_eq(&newer, &keys) => check(&newer),
+                            _ => Err(Unverified::UnknownKey),
+                        }
+                    }
+                    verdict => verdict,
                 }
             }
-            Keys::Failed { at } if at.elapsed() < FAILURE_BACKOFF => return None,
-            _ => {}
-        }
-        match self.read(cluster.as_ref()).await {
-            Ok(issuer) => Some(issuer),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot read the service-account issuer keys ({e}); pods' tokens are exchanged \
-                     one by one until they can be read (grant get on the nonResourceURLs \
-                     /.well-known/openid-configuration and /openid/v1/jwks)"
-                );
-                self.set(Keys::Failed { at: Instant::now() });
-                None
+            None => {
+                if lock(&self.state).failed_at.is_some_and(|at| at.elapsed() < FAILURE_BACKOFF) {
+                    return Err(Unverified::NoDiscovery);
+                }
+                self.start_read(true);
+                self.wait_for_read().await;
+                self.usable().map_or(Err(Unverified::NoDiscovery), |(keys, _)| check(&keys))
             }
         }
     }
+
+    /// Starts reading the keys ahead of the first token (at start-up). A failure here sets
+    /// no back-off: the API server may just not be reachable yet, so the first mount tries
+    /// again.
+    pub fn prefetch(&self) {
+        self.start_read(false);
+    }
+
+    /// The keys, unless there are none or they are too old to use, with their age.
+    fn usable(&self) -> Option<(Arc<IssuerKeys>, Duration)> {
+        let state = lock(&self.state);
+        let (keys, read_at) = state.keys.as_ref()?;
+        let age = read_at.elapsed();
+        (age < KEYS_MAX_AGE).then(|| (keys.clone(), age))
+    }
+
+    /// Starts a read of the keys in the background, unless one is under way. It runs to its
+    /// end (bounded by the Kubernetes request timeout) whoever waits for it.
+    fn start_read(&self, back_off_on_failure: bool) {
+        let Some(cluster) = self.cluster.clone() else { return };
+        {
+            let mut state = lock(&self.state);
+            if state.reading_since.is_some() {
+                return;
+            }
+            state.reading_since = Some(Instant::now());
+        }
+        let (state, reads) = (self.state.clone(), self.reads.clone());
+        tokio::spawn(async move {
+            let read = cluster.issuer_keys().await;
+            let mut state = lock(&state);
+            state.reading_since = None;
+            match read {
+                Ok(issuer) => {
+                    state.keys = Some((Arc::new(issuer), Instant::now()));
+                    state.failed_at = None;
+                }
+                Err(e) if back_off_on_failure => {
+                    tracing::warn!(
+                        "cannot read the service-account issuer keys ({e}); pods' tokens are exchanged \
+                         one by one until they can be read (grant get on the nonResourceURLs \
+                         /.well-known/openid-configuration and /openid/v1/jwks)"
+                    );
+                    state.failed_at = Some(Instant::now());
+                }
+                // Not a warning yet: the first mount that needs the keys warns if they stay
+                // unreadable.
+                Err(e) => {
+                    tracing::debug!("issuer discovery at start-up failed ({e}); the first mount tries again")
+                }
+            }
+            drop(state);
+            reads.send_modify(|n| *n += 1);
+        });
+    }
+
+    /// Waits for the read under way to end, for at most what is left of [`DISCOVERY_WAIT`]
+    /// since it started: a slow read holds no mount for longer, and once it is that slow no
+    /// mount waits for it at all.
+    async fn wait_for_read(&self) {
+        let mut ended = self.reads.subscribe();
+        let Some(since) = lock(&self.state).reading_since else { return };
+        let Some(left) = DISCOVERY_WAIT.checked_sub(since.elapsed()) else { return };
+        let _ = tokio::time::timeout(left, ended.changed()).await;
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -292,5 +345,155 @@ mod tests {
         let verifier = TokenVerifier::new(None);
         let token = SecretString::new(token(serde_json::json!({"alg": "RS256", "kid": "k"})));
         assert_eq!(verifier.verify(&token, "sts.amazonaws.com", "ns", "sa").await, Err(Unverified::Disabled));
+    }
+
+    /// An RS256 signing key, as the cluster's issuer holds one.
+    struct Signer {
+        kid: &'static str,
+        key: aws_lc_rs::rsa::KeyPair,
+    }
+
+    impl Signer {
+        fn new(kid: &'static str) -> Self {
+            Self { kid, key: aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap() }
+        }
+
+        fn jwk(&self) -> serde_json::Value {
+            use aws_lc_rs::signature::KeyPair as _;
+            let public = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(self.key.public_key());
+            serde_json::json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid,
+                               "n": URL_SAFE_NO_PAD.encode(&public.n), "e": URL_SAFE_NO_PAD.encode(&public.e)})
+        }
+
+        /// A kubelet-like token of ns/sa issued `iat_offset` seconds from now.
+        fn token(&self, iat_offset: i64) -> String {
+            let now = now_seconds() as i64;
+            let header = serde_json::json!({"alg": "RS256", "kid": self.kid});
+            let claims = serde_json::json!({
+                "iss": "https://issuer", "aud": ["sts.amazonaws.com"], "sub": "system:serviceaccount:ns:sa",
+                "iat": now + iat_offset, "nbf": now, "exp": now + 3600,
+            });
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let mut signature = vec![0u8; self.key.public_modulus_len()];
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            self.key
+                .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut signature)
+                .unwrap();
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        }
+    }
+
+    /// Issuer discovery that serves whatever a test publishes, counting reads, after `delay`.
+    struct Published {
+        keys: std::sync::Mutex<Option<Vec<serde_json::Value>>>,
+        reads: std::sync::atomic::AtomicUsize,
+        delay: Duration,
+    }
+
+    impl Published {
+        fn new(keys: &[&Signer], delay: Duration) -> Arc<Self> {
+            let keys = Some(keys.iter().map(|k| k.jwk()).collect());
+            Arc::new(Self { keys: std::sync::Mutex::new(keys), reads: Default::default(), delay })
+        }
+
+        /// `None`: discovery fails.
+        fn publish(&self, keys: Option<&[&Signer]>) {
+            *self.keys.lock().unwrap() = keys.map(|keys| keys.iter().map(|k| k.jwk()).collect());
+        }
+
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl IssuerSource for Published {
+        fn issuer_keys(&self) -> BoxFuture<'_, Result<IssuerKeys, ClusterError>> {
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let keys = self.keys.lock().unwrap().clone();
+                let keys =
+                    keys.ok_or(ClusterError::Unavailable { what: "jwks".into(), message: "down".into() })?;
+                let keys = serde_json::from_value(serde_json::json!({ "keys": keys })).unwrap();
+                Ok(IssuerKeys { issuer: "https://issuer".into(), keys })
+            })
+        }
+    }
+
+    async fn verify(verifier: &TokenVerifier, token: &str) -> Result<(), Unverified> {
+        verifier.verify(&SecretString::new(token.to_owned()), "sts.amazonaws.com", "ns", "sa").await
+    }
+
+    /// Lets the background read run.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retired_key_stops_verifying_within_two_minutes_even_when_reads_fail() {
+        let (old, new) = (Signer::new("old"), Signer::new("new"));
+        let published = Published::new(&[&old], Duration::ZERO);
+        let verifier = TokenVerifier::new(Some(published.clone()));
+        assert_eq!(verify(&verifier, &old.token(0)).await, Ok(()));
+        // The cluster retires the key: within the keys' lifetime its tokens still verify.
+        published.publish(Some(&[&new]));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(verify(&verifier, &old.token(0)).await, Ok(()));
+        assert_eq!(published.reads(), 1, "no read within a minute");
+        // A minute on, a mount starts a read in the background; once it is in, the old key is gone.
+        tokio::time::advance(Duration::from_secs(31)).await;
+        assert_eq!(verify(&verifier, &old.token(0)).await, Ok(()), "verified with the keys at hand");
+        settle().await;
+        assert_eq!(published.reads(), 2);
+        assert_eq!(verify(&verifier, &old.token(0)).await, Err(Unverified::UnknownKey));
+        assert_eq!(verify(&verifier, &new.token(0)).await, Ok(()));
+
+        // When every read fails, keys are not used past their maximum age.
+        let published = Published::new(&[&old], Duration::ZERO);
+        let verifier = TokenVerifier::new(Some(published.clone()));
+        assert_eq!(verify(&verifier, &old.token(0)).await, Ok(()));
+        published.publish(None);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(verify(&verifier, &old.token(0)).await, Ok(()));
+        settle().await;
+        tokio::time::advance(KEYS_MAX_AGE - Duration::from_secs(61)).await;
+        assert_eq!(verify(&verifier, &old.token(0)).await, Err(Unverified::NoDiscovery));
+        assert!(KEYS_MAX_AGE < Duration::from_secs(120));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_read_holds_a_mount_at_most_a_second_and_then_none() {
+        let key = Signer::new("k");
+        let published = Published::new(&[&key], Duration::from_secs(30));
+        let verifier = TokenVerifier::new(Some(published.clone()));
+        let started = Instant::now();
+        assert_eq!(verify(&verifier, &key.token(0)).await, Err(Unverified::NoDiscovery));
+        assert_eq!(started.elapsed(), DISCOVERY_WAIT);
+        // The read is under way and already slow: the next mounts do not wait for it.
+        let again = Instant::now();
+        assert_eq!(verify(&verifier, &key.token(0)).await, Err(Unverified::NoDiscovery));
+        assert_eq!(again.elapsed(), Duration::ZERO);
+        // Once it is in, tokens verify.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        settle().await;
+        assert_eq!(verify(&verifier, &key.token(0)).await, Ok(()));
+        assert_eq!(published.reads(), 1, "one read for all of them");
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_does_not_verify() {
+        let key = Signer::new("k");
+        let keys = serde_json::from_value(serde_json::json!({ "keys": [key.jwk()] })).unwrap();
+        let issuer = IssuerKeys { issuer: "https://issuer".into(), keys };
+        let check = |token: &str| check(token, &issuer, "sts.amazonaws.com", "ns", "sa");
+        assert_eq!(check(&key.token(0)), Ok(()));
+        assert_eq!(check(&key.token(30)), Ok(()), "within the clock skew");
+        assert_eq!(check(&key.token(600)), Err(Unverified::NotYetValid));
     }
 }

@@ -92,6 +92,8 @@ pub struct FakeHttp {
     fallback: Arc<Mutex<Option<Fallback>>>,
     requests: Arc<Mutex<Vec<Recorded>>>,
     delay: Arc<Mutex<Duration>>,
+    /// path -> how long that path's answers take.
+    route_delays: Arc<Mutex<HashMap<String, Duration>>>,
     tls: bool,
 }
 
@@ -115,6 +117,7 @@ impl FakeHttp {
             fallback: Arc::default(),
             requests: Arc::default(),
             delay: Arc::new(Mutex::new(Duration::ZERO)),
+            route_delays: Arc::default(),
         };
         let shared = server.clone();
         serve_maybe_tls(listener, tls, move |req| {
@@ -136,7 +139,8 @@ impl FakeHttp {
                 .collect(),
         };
         self.requests.lock().unwrap().push(recorded);
-        let delay = *self.delay.lock().unwrap();
+        let route_delay = self.route_delays.lock().unwrap().get(&path).copied().unwrap_or_default();
+        let delay = *self.delay.lock().unwrap() + route_delay;
         tokio::time::sleep(delay).await;
         let routed = self.routes.lock().unwrap().get(&path).cloned();
         let fallback = self.fallback.lock().unwrap().clone();
@@ -169,6 +173,11 @@ impl FakeHttp {
 
     pub fn set_delay(&self, delay: Duration) {
         *self.delay.lock().unwrap() = delay;
+    }
+
+    /// Answers `path` only after `delay` (a stalled endpoint of an otherwise healthy server).
+    pub fn delay_route(&self, path: &str, delay: Duration) {
+        self.route_delays.lock().unwrap().insert(path.to_owned(), delay);
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
