@@ -11,6 +11,7 @@
 //! connection holding the process for the whole grace period.
 
 mod accept;
+mod budget;
 pub mod http;
 pub mod response;
 mod service;
@@ -173,6 +174,7 @@ pub async fn run(
         .keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
 
+    let request_budget = Arc::new(tokio::sync::Semaphore::new(budget::TOTAL_BYTES));
     let (draining_tx, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut backoff = AcceptBackoff::new("socket");
@@ -195,7 +197,12 @@ pub async fn run(
                     Ok((stream, _)) => {
                         tracing::trace!(open = connections.len() + 1, "accepted a connection");
                         backoff.succeeded();
-                        let connection = Connection { routes: routes.clone(), h2: h2.clone(), shim: shim.clone() };
+                        let connection = Connection {
+                            routes: routes.clone(),
+                            h2: h2.clone(),
+                            shim: shim.clone(),
+                            request_budget: request_budget.clone(),
+                        };
                         connections.spawn(connection.serve(stream, draining.clone()));
                     }
                     Err(e) => backoff.failed(&e).await,
@@ -255,6 +262,8 @@ struct Connection {
     routes: tonic::service::Routes,
     h2: http2::Builder<TokioExecutor>,
     shim: h2_authority_shim::Config,
+    /// Request bytes read and not yet handled, across all connections.
+    request_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Connection {
@@ -277,8 +286,12 @@ impl Connection {
         let in_flight = Arc::new(AtomicUsize::new(0));
         let counter = in_flight.clone();
         let routes = self.routes;
+        let (connection_budget, total_budget) =
+            (Arc::new(tokio::sync::Semaphore::new(budget::CONNECTION_BYTES)), self.request_budget);
         let service = hyper::service::service_fn(move |request: ::http::Request<hyper::body::Incoming>| {
             let guard = InFlight::start(&counter);
+            let request = request
+                .map(|body| budget::Budgeted::new(body, connection_budget.clone(), total_budget.clone()));
             let call = routes.clone().oneshot(request);
             async move {
                 let response = call.await?;

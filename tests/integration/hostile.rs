@@ -273,6 +273,50 @@ async fn many_streams_on_one_connection_are_bounded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_read_ahead_are_bounded_per_connection_and_in_all() {
+    let binary = start_provider(&[]);
+    let idle = idle_rss(&binary).await;
+    let socket = binary.socket();
+    // 200 streams, each a Mount whose message says 4 MiB and brings 1 MiB of it, then waits:
+    // 200 MiB held, were every body read ahead. The client keeps to HTTP/2 flow control, so
+    // what the server does not read stays with the client.
+    let attack = async {
+        let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        let (client, connection) = h2::client::handshake(stream).await.unwrap();
+        tokio::spawn(connection);
+        let mut open = Vec::new();
+        for _ in 0..200 {
+            let mut client = client.clone().ready().await.unwrap();
+            let head = http::Request::post("http://localhost/v1alpha1.CSIDriverProvider/Mount")
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+            let (response, mut body) = client.send_request(head, false).unwrap();
+            let mut data = vec![0u8];
+            data.extend_from_slice(&(4u32 << 20).to_be_bytes());
+            data.resize(5 + (1 << 20), b'x');
+            body.send_data(data.into(), false).unwrap();
+            open.push((response, body));
+        }
+        let mut peak = 0;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            peak = peak.max(binary.usage().0);
+        }
+        drop(open);
+        peak
+    };
+    let (peak, slowest) = served_meanwhile(&socket, attack).await;
+    eprintln!(
+        "200 x 1 MiB of request bodies: idle RSS {idle} KiB, peak {peak} KiB, slowest Version {slowest:?}"
+    );
+    // The connection's budget (16 MiB) and HTTP/2's windows, not the 200 MiB offered.
+    assert!(peak < idle + 48 * 1024, "RSS grew from {idle} to {peak} KiB");
+    assert!(slowest < Duration::from_secs(1), "other clients waited {slowest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hpack_bomb_fails_its_connection_quickly() {
     let binary = start_provider(&[]);
     let idle = idle_rss(&binary).await;
