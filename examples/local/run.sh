@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Quick start: runs the provider against a local AWS emulator (moto) and mounts
-# examples/local/secretproviderclass.yaml into ./mnt, acting as the CSI driver would: the
-# pod's service-account token is exchanged with (moto's) STS for the IAM role its service
-# account is annotated with, served by a stand-in Kubernetes API (the test kit's
-# stand-in-kube, crates/test-kit). Then it leaves the provider running on its socket, for
-# grpcurl, until Ctrl-C.
+# examples/local/secretproviderclass.yaml into ./mnt, acting as the CSI driver would, for two
+# replicas of one service account. A stand-in Kubernetes API (the test kit's stand-in-kube,
+# crates/test-kit) annotates the service account with an IAM role, serves the cluster's
+# service-account issuer keys and mints each pod's kubelet-like token: the provider verifies
+# both tokens itself, so the replicas share one STS exchange (the metrics it prints show
+# it). Then it leaves the provider running on its socket, for grpcurl, until Ctrl-C.
 #
 # usage: bash examples/local/run.sh [--once]    (--once: stop after the mount)
 # env:   SOCKET_DIR (default ${TMPDIR:-/tmp}/csi-provider-aws-quickstart), MNT (default ./mnt)
@@ -24,7 +25,7 @@ PORT="${MOTO_PORT:-$(free_port)}"
 WORK="$(mktemp -d)"
 SOCKET_DIR="${SOCKET_DIR:-${TMPDIR:-/tmp}/csi-provider-aws-quickstart}"
 SOCKET="$SOCKET_DIR/aws.sock"
-MNT="${MNT:-$PWD/mnt}"
+MNT="${MNT:-./mnt}"
 cleanup() {
   [[ -n "${PROVIDER_PID:-}" ]] && kill "$PROVIDER_PID" 2>/dev/null && wait "$PROVIDER_PID" 2>/dev/null
   [[ -n "${MOTO_PID:-}" ]] && kill "$MOTO_PID" 2>/dev/null
@@ -62,10 +63,12 @@ ssm.put_parameter(Name="/shop/prod/api-key", Value="k-123", Type="SecureString")
 PY
 
 KUBE_PORT="$(free_port)"
-say "starting a stand-in Kubernetes API on 127.0.0.1:$KUBE_PORT (service account shop/shop -> an IAM role)"
-"$KUBE_BIN" "$KUBE_PORT" shop/shop=arn:aws:iam::123456789012:role/shop &
+say "starting a stand-in Kubernetes API on 127.0.0.1:$KUBE_PORT (service account shop/shop -> an IAM role; issuer discovery; tokens of pods shop-0 and shop-1)"
+"$KUBE_BIN" "$KUBE_PORT" shop/shop=arn:aws:iam::123456789012:role/shop \
+  --pod shop/shop/shop-0 --pod shop/shop/shop-1 --tokens-dir "$WORK" &
 KUBE_PID=$!
 wait_for_port "$KUBE_PORT"
+for _ in $(seq 100); do [[ -s "$WORK/shop-1.json" ]] && break; sleep 0.1; done
 cat >"$WORK/kubeconfig" <<KUBECONFIG
 apiVersion: v1
 kind: Config
@@ -77,18 +80,31 @@ KUBECONFIG
 
 say "starting the provider on $SOCKET (log: $WORK/provider.log)"
 mkdir -p "$SOCKET_DIR"
-KUBECONFIG="$WORK/kubeconfig" "$BIN" --provider-volume="$SOCKET_DIR" --metrics-addr=127.0.0.1:0 2>"$WORK/provider.log" &
+METRICS_PORT="$(free_port)"
+KUBECONFIG="$WORK/kubeconfig" "$BIN" --provider-volume="$SOCKET_DIR" --metrics-addr="127.0.0.1:$METRICS_PORT" 2>"$WORK/provider.log" &
 PROVIDER_PID=$!
 for _ in $(seq 100); do [[ -S "$SOCKET" ]] && break; sleep 0.1; done
 [[ -S "$SOCKET" ]] || { echo "the provider did not start:" >&2; cat "$WORK/provider.log" >&2; exit 1; }
 
-say "mounting examples/local/secretproviderclass.yaml into $MNT, as the CSI driver would"
+say "mounting examples/local/secretproviderclass.yaml into $MNT for pod shop-0, as the CSI driver would"
 rm -rf "$MNT"
 "$BIN" mount --socket "$SOCKET" --spc examples/local/secretproviderclass.yaml --target "$MNT" \
-  --pod shop-0 --namespace shop --service-account shop \
-  --tokens '{"sts.amazonaws.com": {"token": "local-sa-token", "expirationTimestamp": "2099-01-01T00:00:00Z"}}'
+  --pod shop-0 --namespace shop --service-account shop --tokens "$(cat "$WORK/shop-0.json")"
 echo
 for f in "$MNT"/*; do printf '%s  %s\n' "$(stat -c %a "$f")" "$f"; done
+echo
+say "mounting it again for its replica shop-1 (into $WORK/shop-1): its verified token shares shop-0's credentials"
+"$BIN" mount --socket "$SOCKET" --spc examples/local/secretproviderclass.yaml --target "$WORK/shop-1" \
+  --pod shop-1 --namespace shop --service-account shop --tokens "$(cat "$WORK/shop-1.json")" >/dev/null
+say "the provider's metrics: both tokens verified, one STS call, one credential shared"
+python3 - "$METRICS_PORT" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics").read().decode()
+for line in text.splitlines():
+    if line.startswith(("csi_provider_aws_token_verifications_total", "csi_provider_aws_credentials_total",
+                        'csi_provider_aws_aws_requests_total{service="sts"')):
+        print("  " + line)
+PY
 echo
 say "provider log:"
 cat "$WORK/provider.log"
