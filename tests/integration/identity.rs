@@ -395,3 +395,113 @@ async fn every_identity_shares_one_connection_pool() {
     assert_eq!(proxy.connections(), 2, "the calls of 3 identities share one connection pool");
     provider.stop().await;
 }
+
+/// A pod of shop/web presenting `sts` (and a Pod Identity token of its own).
+fn signed_request(objects: &str, pod: &str, sts: &str) -> MountRequest {
+    use csi_provider_aws::request::{DriverRequest, Pod};
+    use csi_provider_aws::secret::SecretString;
+    let pod = Pod {
+        name: pod.into(),
+        tokens: Some(SecretString::new(tokens::tokens_of(sts, "eks-token"))),
+        ..web_pod()
+    };
+    DriverRequest::new("web-secrets", [("region", "us-east-1"), ("objects", objects)], pod).build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sts_refusals_and_denials_reach_the_pod_and_each_fetch_is_signed_by_its_own_identity() {
+    let key = tokens::SigningKey::generate("cluster");
+    let forger = tokens::SigningKey::generate("cluster");
+    let aws = FakeAws::start().await;
+    aws.trust(&[&key]);
+    let kube = FakeKube::start().await;
+    kube.issuer(&[&key]);
+    let provider = Provider::start_with(settings_at(&aws.url()), Some(kube)).await;
+    let mut client = provider.client().await;
+    let objects = "- {objectName: db, objectType: secretsmanager}";
+
+    // A valid token: the fetch is signed with the credentials STS gave for that very token.
+    let token = key.sign(&tokens::pod_claims("sts.amazonaws.com", "shop", "web", "web-0"));
+    client.mount(signed_request(objects, "web-0", &token)).await.unwrap();
+    assert_eq!(aws.signers("GetSecretValue"), [FakeAws::access_key_for(&token)]);
+
+    // A forged token (the same kid, another key) does not verify, goes to STS alone, and STS
+    // refuses it: no fetch at all, and the pod is told why.
+    let forged = forger.sign(&tokens::pod_claims("sts.amazonaws.com", "shop", "web", "web-1"));
+    let status = client.mount(signed_request(objects, "web-1", &forged)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{}", status.message());
+    assert!(status.message().contains("InvalidIdentityToken"), "{}", status.message());
+    assert_eq!(aws.signers("GetSecretValue").len(), 1, "the forged token's pod fetched nothing");
+
+    // An expired one: STS's ExpiredTokenException.
+    let mut claims = tokens::pod_claims("sts.amazonaws.com", "shop", "web", "web-2");
+    claims["exp"] = (tokens::now() - 600).into();
+    let status = client.mount(signed_request(objects, "web-2", &key.sign(&claims))).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{}", status.message());
+    assert!(status.message().contains("ExpiredTokenException"), "{}", status.message());
+
+    // STS failing is transient: Unavailable.
+    aws.set("AssumeRoleWithWebIdentity", "*", (503, "text/xml", tokens_error_503()));
+    let fresh = key.sign(&tokens::pod_claims("sts.amazonaws.com", "other-ns-free", "web", "web-3"));
+    let request = {
+        let mut request = signed_request(objects, "web-3", &fresh);
+        request.attributes = request.attributes.replace("\"shop\"", "\"other-ns-free\"");
+        request
+    };
+    provider.kube.as_ref().map(|k| k.service_account("other-ns-free", "web", Some(WEB_ROLE)));
+    let status = client.mount(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    aws.clear();
+
+    // A role without the permission: AccessDenied from Secrets Manager, for that identity only.
+    aws.deny(&FakeAws::access_key_for(&token));
+    let status = client.mount(signed_request(objects, "web-0", &token)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{}", status.message());
+    assert!(status.message().contains("AccessDeniedException"), "{}", status.message());
+}
+
+fn tokens_error_503() -> String {
+    "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code><Message>busy</Message></Error></ErrorResponse>".into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pod_identity_agent_is_retried_on_5xx_and_each_attempt_is_bounded_by_its_timeout() {
+    let v4 = agent("127.0.0.1:0").await;
+    let identity = IdentityMode::Pods {
+        agent_ipv4: format!("{}/v1/credentials", v4.url()),
+        agent_ipv6: dead_endpoint("[::1]"),
+        agent_timeout: Duration::from_millis(300),
+        share_irsa: true,
+    };
+    let provider = Provider::start(Settings { identity, ..settings() }).await;
+    let (_, objects) = secret().await;
+    let mut client = provider.client().await;
+    let ipv4 = [("usePodIdentity", "true"), ("preferredAddressType", "ipv4")];
+
+    // 500, 500, then credentials: three requests, and the mount succeeds.
+    v4.answer_next("/v1/credentials", &[(500, "{}"), (500, "{}")]);
+    let req = with_attribute(
+        request(&objects, &ipv4),
+        "csi.storage.k8s.io/serviceAccount.tokens",
+        Some(&tokens_json("retried")),
+    );
+    client.mount(req).await.unwrap();
+    assert_eq!(v4.requests().len(), 3, "two 500s retried, the third answer used");
+
+    // An agent that answers after the timeout: each attempt is cut at it (3 attempts), then
+    // the IPv4-only mount fails naming the agent, well before the agent would have answered.
+    v4.set_delay(Duration::from_secs(5));
+    let before = v4.requests().len();
+    let req = with_attribute(
+        request(&objects, &ipv4),
+        "csi.storage.k8s.io/serviceAccount.tokens",
+        Some(&tokens_json("slow")),
+    );
+    let err = client.mount(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{}", err.message());
+    assert!(err.message().contains("Pod Identity agent did not answer"), "{}", err.message());
+    eventually(Duration::from_secs(3), "three attempts reached the agent", || {
+        v4.requests().len() == before + 3
+    });
+    provider.stop().await;
+}

@@ -46,6 +46,16 @@ fn sample(metrics: &str, line_start: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The access key ids that signed the requests seen so far that contain `needle` (SigV4's
+/// `Credential=AKID/...`), in order: which identity a fetch was made with.
+fn signers(proxy: &LatencyProxy, needle: &str) -> Vec<String> {
+    let key = |head: &String| {
+        let scope = head.split("Credential=").nth(1)?;
+        scope.split('/').next().map(str::to_owned)
+    };
+    proxy.requests_containing(needle).iter().filter_map(key).collect()
+}
+
 /// A provider behind a counting proxy, against a stand-in API server that `cluster` set up
 /// before the provider started (it reads the issuer keys at start-up).
 async fn provider_with_proxy(options: Settings, cluster: impl FnOnce(&FakeKube)) -> (Provider, LatencyProxy) {
@@ -83,6 +93,21 @@ async fn ten_verified_replicas_make_one_sts_call_and_share_cached_values() {
     let kube = &provider.kube.as_ref().unwrap().http;
     assert_eq!(kube.count("/openid/v1/jwks"), 1, "the issuer keys are read once");
     assert_eq!(kube.count("/.well-known/openid-configuration"), 1);
+    // Another secret: fetched once more, and with the same identity as the first.
+    let name = unique("replica-nocache");
+    create_secret(REGION, &name, "v").await;
+    let uncached = format!("- {{objectName: {name}, objectType: secretsmanager, objectAlias: s}}");
+    for i in 0..3 {
+        let pod = format!("web-{i}");
+        let request = mount_as(&uncached, "shop", "web", &pod, &pod_tokens(&key, "shop", "web", &pod));
+        client.mount(request).await.unwrap();
+    }
+    let keys = signers(&proxy, "GetSecretValue");
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| *k == keys[0] && k.starts_with("ASIA")),
+        "one STS identity signed them all: {keys:?}"
+    );
     provider.stop().await;
 }
 
@@ -103,6 +128,8 @@ async fn tokens_that_do_not_verify_are_exchanged_alone() {
     let good = pod_tokens(&key, "shop", "web", "web-0");
     client.mount(mount_as(&objects, "shop", "web", "web-0", &good)).await.unwrap();
     assert_eq!(sts(), 1);
+    let class_key = signers(&proxy, "GetSecretValue").pop().expect("the class's fetch");
+    let last_signer = || signers(&proxy, "GetSecretValue").pop().unwrap();
 
     let claims = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut claims = pod_claims("sts.amazonaws.com", "shop", "web", "web-x");
@@ -139,6 +166,7 @@ async fn tokens_that_do_not_verify_are_exchanged_alone() {
         // moto's STS takes any token, so the mount succeeds, but with credentials of its own.
         client.mount(request.clone()).await.unwrap_or_else(|e| panic!("{what}: {}", e.message()));
         assert_eq!(sts(), before + 1, "{what}: exchanged with STS on its own");
+        assert_ne!(last_signer(), class_key, "{what}: fetched with the class's shared credentials");
         client.mount(request).await.unwrap();
         assert_eq!(sts(), before + 1, "{what}: its credentials are reused for the same token only");
         let metrics = provider.metrics.encode();
@@ -150,11 +178,13 @@ async fn tokens_that_do_not_verify_are_exchanged_alone() {
     let before = sts();
     client.mount(mount_as(&objects, "other", "web", "web-0", &other)).await.unwrap();
     assert_eq!(sts(), before + 1, "other/web is another identity class");
+    assert_ne!(last_signer(), class_key, "other/web fetched with shop/web's credentials");
     // And the verified class still shares.
     let again = pod_tokens(&key, "shop", "web", "web-9");
     let before = sts();
     client.mount(mount_as(&objects, "shop", "web", "web-9", &again)).await.unwrap();
     assert_eq!(sts(), before, "shop/web's class is shared by its verified replicas");
+    assert_eq!(last_signer(), class_key, "a verified replica fetches with its class's credentials");
     provider.stop().await;
 }
 

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::http::{Response, response, serve};
+use crate::tokens;
 
 /// The content type of Secrets Manager's and Parameter Store's JSON protocol.
 pub const CONTENT_JSON: &str = "application/x-amz-json-1.1";
@@ -34,6 +35,13 @@ struct State {
     overrides: Mutex<Vec<(String, String, Answer)>>,
     calls: AtomicU64,
     sts_calls: AtomicU64,
+    /// When set, STS accepts only tokens these keys signed (public keys, DER), as AWS trusts
+    /// the cluster's OIDC provider.
+    trusted: Mutex<Option<Vec<Vec<u8>>>>,
+    /// Access key ids whose Secrets Manager and Parameter Store calls are denied.
+    denied: Mutex<Vec<String>>,
+    /// (operation, access key id) of every signed call, in order.
+    signed: Mutex<Vec<(String, String)>>,
 }
 
 impl FakeAws {
@@ -84,16 +92,42 @@ impl FakeAws {
         self.state.sts_calls.load(Ordering::SeqCst)
     }
 
+    /// From now on STS, as AWS with the cluster's OIDC provider, exchanges only tokens signed
+    /// by one of `keys`, with the cluster's issuer, the audience `sts.amazonaws.com` and not
+    /// expired, answering anything else with STS's own error (InvalidIdentityToken,
+    /// ExpiredTokenException). The credentials it gives are the token's own:
+    /// [`FakeAws::access_key_for`].
+    pub fn trust(&self, keys: &[&tokens::SigningKey]) {
+        *self.state.trusted.lock().unwrap() = Some(keys.iter().map(|k| k.public_der()).collect());
+    }
+
+    /// Secrets Manager and Parameter Store refuse calls signed by `access_key`
+    /// (AccessDeniedException), as for a role without the permission.
+    pub fn deny(&self, access_key: &str) {
+        self.state.denied.lock().unwrap().push(access_key.to_owned());
+    }
+
+    /// The access key id STS gives for `token` (once it trusts keys): one per token.
+    pub fn access_key_for(token: &str) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let hex: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02X}")).collect();
+        format!("ASIA{hex}")
+    }
+
+    /// The access key ids that signed the calls of `operation` so far, in order.
+    pub fn signers(&self, operation: &str) -> Vec<String> {
+        let signed = self.state.signed.lock().unwrap();
+        signed.iter().filter(|(op, _)| op == operation).map(|(_, key)| key.clone()).collect()
+    }
+
     async fn answer(&self, req: hyper::Request<Incoming>) -> Response {
         let header =
             |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let target = header("x-amz-target");
-        let region = header("authorization")
-            .split("Credential=")
-            .nth(1)
-            .and_then(|scope| scope.split('/').nth(2))
-            .unwrap_or("us-east-1")
-            .to_owned();
+        let authorization = header("authorization");
+        let scope = authorization.split("Credential=").nth(1);
+        let region = scope.and_then(|scope| scope.split('/').nth(2)).unwrap_or("us-east-1").to_owned();
+        let access_key = scope.and_then(|scope| scope.split('/').next()).map(str::to_owned);
         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         self.state.calls.fetch_add(1, Ordering::SeqCst);
         if target.is_empty() {
@@ -108,6 +142,15 @@ impl FakeAws {
             None if text.contains("Action=AssumeRoleWithWebIdentity") => "AssumeRoleWithWebIdentity".into(),
             None => "unknown".into(),
         };
+        if let Some(key) = &access_key {
+            self.state.signed.lock().unwrap().push((operation.clone(), key.clone()));
+            if self.state.denied.lock().unwrap().contains(key) {
+                let body = format!(
+                    r#"{{"__type":"AccessDeniedException","message":"User: {key} is not authorized to perform: {operation}"}}"#
+                );
+                return response(400, CONTENT_JSON, body);
+            }
+        }
         let chosen = self
             .state
             .overrides
@@ -116,9 +159,39 @@ impl FakeAws {
             .iter()
             .find(|(op, r, _)| *op == operation && (*r == region || r == "*"))
             .map(|(_, _, answer)| answer.clone());
-        let (status, content_type, body) = chosen.unwrap_or_else(|| valid_answer(&operation, &text, &region));
+        let trusted = self.state.trusted.lock().unwrap().clone();
+        let (status, content_type, body) = match (chosen, trusted) {
+            (Some(answer), _) => answer,
+            (None, Some(trusted)) if operation == "AssumeRoleWithWebIdentity" => exchange(&text, &trusted),
+            (None, _) => valid_answer(&operation, &text, &region),
+        };
         response(status, content_type, body)
     }
+}
+
+/// STS's AssumeRoleWithWebIdentity for a form `request`, trusting tokens of `trusted` keys.
+fn exchange(request: &str, trusted: &[Vec<u8>]) -> Answer {
+    let token = request
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("WebIdentityToken="))
+        .map(|t| t.replace("%2E", ".").replace("%2D", "-").replace("%5F", "_"))
+        .unwrap_or_default();
+    match tokens::check(&token, trusted) {
+        Ok(()) => {
+            let key = FakeAws::access_key_for(&token);
+            (200, "text/xml", sts_answer(&key, &format!("secret-of-{key}"), "2099-01-01T00:00:00Z"))
+        }
+        Err((code, message)) => (400, "text/xml", sts_error(code, message)),
+    }
+}
+
+/// STS's error document.
+pub fn sts_error(code: &str, message: &str) -> String {
+    format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+         <Code>{code}</Code><Message>{message}</Message></Error>\
+         <RequestId>4c1a3f52-0d2b-4d0e-9a1b-6e2f3a4b5c6d</RequestId></ErrorResponse>"
+    )
 }
 
 /// What AWS would answer.

@@ -94,6 +94,8 @@ pub struct FakeHttp {
     delay: Arc<Mutex<Duration>>,
     /// path -> how long that path's answers take.
     route_delays: Arc<Mutex<HashMap<String, Duration>>>,
+    /// path -> answers to give first, one per request, before its route's.
+    sequences: Arc<Mutex<HashMap<String, std::collections::VecDeque<(u16, String)>>>>,
     tls: bool,
 }
 
@@ -118,6 +120,7 @@ impl FakeHttp {
             requests: Arc::default(),
             delay: Arc::new(Mutex::new(Duration::ZERO)),
             route_delays: Arc::default(),
+            sequences: Arc::default(),
         };
         let shared = server.clone();
         serve_maybe_tls(listener, tls, move |req| {
@@ -142,7 +145,9 @@ impl FakeHttp {
         let route_delay = self.route_delays.lock().unwrap().get(&path).copied().unwrap_or_default();
         let delay = *self.delay.lock().unwrap() + route_delay;
         tokio::time::sleep(delay).await;
-        let routed = self.routes.lock().unwrap().get(&path).cloned();
+        let next =
+            self.sequences.lock().unwrap().get_mut(&path).and_then(std::collections::VecDeque::pop_front);
+        let routed = next.or_else(|| self.routes.lock().unwrap().get(&path).cloned());
         let fallback = self.fallback.lock().unwrap().clone();
         let (status, mut body) = routed
             .or_else(|| fallback.and_then(|answer| answer(&path)))
@@ -173,6 +178,12 @@ impl FakeHttp {
 
     pub fn set_delay(&self, delay: Duration) {
         *self.delay.lock().unwrap() = delay;
+    }
+
+    /// Answers the next requests for `path` with `answers`, one each, then as its route says.
+    pub fn answer_next(&self, path: &str, answers: &[(u16, &str)]) {
+        let answers = answers.iter().map(|(status, body)| (*status, (*body).to_owned())).collect();
+        self.sequences.lock().unwrap().insert(path.to_owned(), answers);
     }
 
     /// Answers `path` only after `delay` (a stalled endpoint of an otherwise healthy server).

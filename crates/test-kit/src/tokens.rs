@@ -52,6 +52,43 @@ impl SigningKey {
     pub fn sign(&self, claims: &serde_json::Value) -> String {
         self.sign_with_kid(&self.kid, claims)
     }
+
+    /// The public key, DER (RSAPublicKey), to verify signatures with.
+    pub fn public_der(&self) -> Vec<u8> {
+        self.key.public_key().as_ref().to_vec()
+    }
+}
+
+/// What STS checks of a web identity token, against the keys it trusts (DER public keys):
+/// the RS256 signature, the issuer, the audience and the expiry. STS's error code and
+/// message when it refuses.
+pub fn check(token: &str, trusted: &[Vec<u8>]) -> Result<(), (&'static str, &'static str)> {
+    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+    let invalid = ("InvalidIdentityToken", "Couldn't verify the token's signature or claims");
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid);
+    };
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| invalid)?;
+    let input = format!("{header}.{claims}");
+    let signed = trusted.iter().any(|key| {
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key).verify(input.as_bytes(), &signature).is_ok()
+    });
+    if !signed {
+        return Err(invalid);
+    }
+    let claims: serde_json::Value =
+        URL_SAFE_NO_PAD.decode(claims).ok().and_then(|c| serde_json::from_slice(&c).ok()).ok_or(invalid)?;
+    let audience_ok = claims["aud"].as_array().is_some_and(|a| a.iter().any(|v| v == "sts.amazonaws.com"));
+    if claims["iss"] != ISSUER || !audience_ok {
+        return Err(invalid);
+    }
+    if claims["exp"].as_u64().is_none_or(|exp| exp <= now()) {
+        return Err(("ExpiredTokenException", "Token expired"));
+    }
+    Ok(())
 }
 
 /// The JWKS document of `keys`.

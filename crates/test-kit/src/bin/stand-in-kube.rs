@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use test_kit::{FakeKube, tokens};
 
-const USAGE: &str = "usage: stand-in-kube PORT [NAMESPACE/NAME=ROLE_ARN ...] [--pod NS/SA/POD ... --tokens-dir DIR]";
+const USAGE: &str =
+    "usage: stand-in-kube PORT [NAMESPACE/NAME=ROLE_ARN ...] [--pod NS/SA/POD ... --tokens-dir DIR]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -25,21 +26,28 @@ async fn main() -> ExitCode {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--pod" => match args.next().as_deref().map(|p| p.splitn(3, '/').collect::<Vec<_>>()) {
-                Some(parts) if parts.len() == 3 => pods.push((parts[0].to_owned(), parts[1].to_owned(), parts[2].to_owned())),
+                Some(parts) if parts.len() == 3 => {
+                    pods.push((parts[0].to_owned(), parts[1].to_owned(), parts[2].to_owned()))
+                }
                 _ => {
-                    eprintln!("{USAGE}
---pod takes NAMESPACE/SERVICE_ACCOUNT/POD");
+                    eprintln!(
+                        "{USAGE}
+--pod takes NAMESPACE/SERVICE_ACCOUNT/POD"
+                    );
                     return ExitCode::from(2);
                 }
             },
             "--tokens-dir" => tokens_dir = args.next().map(PathBuf::from),
-            _ => match arg.split_once('=').and_then(|(account, role)| Some((account.split_once('/')?, role))) {
+            _ => match arg.split_once('=').and_then(|(account, role)| Some((account.split_once('/')?, role)))
+            {
                 Some(((namespace, name), role)) => {
                     accounts.push((namespace.to_owned(), name.to_owned(), role.to_owned()))
                 }
                 None => {
-                    eprintln!("{USAGE}
-not NAMESPACE/NAME=ROLE_ARN: {arg}");
+                    eprintln!(
+                        "{USAGE}
+not NAMESPACE/NAME=ROLE_ARN: {arg}"
+                    );
                     return ExitCode::from(2);
                 }
             },
@@ -53,8 +61,10 @@ not NAMESPACE/NAME=ROLE_ARN: {arg}");
     kube.issuer(&[&key]);
     if !pods.is_empty() {
         let Some(dir) = tokens_dir else {
-            eprintln!("{USAGE}
---pod needs --tokens-dir");
+            eprintln!(
+                "{USAGE}
+--pod needs --tokens-dir"
+            );
             return ExitCode::from(2);
         };
         for (namespace, service_account, pod) in &pods {
