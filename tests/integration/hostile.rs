@@ -236,6 +236,12 @@ async fn idle_rss(binary: &Binary) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_streams_on_one_connection_are_bounded() {
     let binary = start_provider(&[]);
+    // The server advertises its stream limit: a client (the driver's grpc-go) queues beyond it.
+    let stream = tokio::net::UnixStream::connect(binary.socket()).await.unwrap();
+    let (client, mut connection) = h2::client::handshake(stream).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(500), &mut connection).await;
+    assert_eq!(connection.max_concurrent_send_streams(), 256, "SETTINGS_MAX_CONCURRENT_STREAMS");
+    drop(client);
     let idle = idle_rss(&binary).await;
     let (cpu_before, socket) = (binary.usage().1, binary.socket());
     let attack = async {

@@ -144,3 +144,87 @@ async fn provider_writes_mode_refuses_a_relative_or_unclean_target_path() {
     client.mount(request).await.unwrap();
     provider.stop().await;
 }
+
+/// A class of `n` secrets named `prefix-0..n`.
+fn many_secrets(prefix: &str, n: usize) -> String {
+    (0..n).map(|i| format!("- {{objectName: {prefix}-{i}, objectType: secretsmanager}}\n")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_aws_requests_and_max_concurrent_mounts_are_the_most_outstanding() {
+    // AWS behind a slow link: requests pile up unless the provider holds them back.
+    let aws = FakeAws::start().await;
+    let proxy = LatencyProxy::start(&aws.url(), Duration::from_millis(100)).await;
+    for (max_aws, max_mounts, mounts, objects, want) in [(3, 128, 4, 10, 3), (256, 2, 6, 1, 2)] {
+        let base = settings_at(&proxy.url());
+        let settings = Settings {
+            identity: IdentityMode::Fixed(test_credentials()),
+            max_aws_requests: max_aws,
+            mount: MountSettings { max_concurrent: max_mounts, ..base.mount.clone() },
+            ..base
+        };
+        let provider = Provider::start(settings).await;
+        let client = provider.client().await;
+        proxy.reset_max_outstanding();
+        let all = (0..mounts).map(|i| {
+            let mut client = client.clone();
+            let objects = many_secrets(&format!("bound-{max_aws}-{i}"), objects);
+            async move {
+                client
+                    .mount(mount_request(&[("region", "us-east-1"), ("objects", &objects)], Path::new("/t")))
+                    .await
+            }
+        });
+        for result in futures::future::join_all(all).await {
+            result.unwrap();
+        }
+        assert_eq!(
+            proxy.max_outstanding(),
+            want,
+            "--max-aws-requests={max_aws} --max-concurrent-mounts={max_mounts}: the most AWS requests outstanding"
+        );
+        provider.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_is_retried_by_the_sdk_in_the_primary_region_without_failing_over() {
+    let aws = FakeAws::start().await;
+    let provider = Provider::start(Settings {
+        identity: IdentityMode::Fixed(test_credentials()),
+        ..settings_at(&aws.url())
+    })
+    .await;
+    aws.answer_next(
+        "GetSecretValue",
+        (503, CONTENT_JSON, r#"{"__type":"ServiceUnavailable","message":"busy"}"#.into()),
+    );
+    let objects = "- {objectName: db, objectType: secretsmanager, objectAlias: db}";
+    let request = mount_request(
+        &[("region", "us-east-1"), ("failoverRegion", "us-west-2"), ("objects", objects)],
+        Path::new("/t"),
+    );
+    let response = provider.client().await.mount(request).await.unwrap().into_inner();
+    assert_eq!(response.files[0].contents, b"value in us-east-1", "served by the primary region");
+    assert_eq!(aws.calls_in("GetSecretValue", "us-east-1"), 2, "the 503, then its retry");
+    assert_eq!(aws.calls_in("GetSecretValue", "us-west-2"), 0, "no failover traffic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_api_that_does_not_answer_fails_the_lookup_at_its_timeout() {
+    let kube = FakeKube::start().await;
+    kube.http.delay_route("/api/v1/namespaces/shop/serviceaccounts/web", Duration::from_secs(60));
+    let provider = Provider::start_with(settings(), Some(kube)).await;
+    let objects = "- {objectName: db, objectType: secretsmanager}";
+    let request = mount_request(&[("region", "us-east-1"), ("objects", objects)], Path::new("/t"));
+    let status = provider.client().await.mount(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    assert!(status.message().contains("no whole answer within 5s"), "{}", status.message());
+    let metrics = provider.metrics.encode();
+    assert!(
+        metrics.contains(
+            r#"csi_provider_aws_kubernetes_requests_total{resource="serviceaccounts",outcome="error"} 1"#
+        ),
+        "{metrics}"
+    );
+}

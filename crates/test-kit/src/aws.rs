@@ -40,8 +40,10 @@ struct State {
     trusted: Mutex<Option<Vec<Vec<u8>>>>,
     /// Access key ids whose Secrets Manager and Parameter Store calls are denied.
     denied: Mutex<Vec<String>>,
-    /// (operation, access key id) of every signed call, in order.
-    signed: Mutex<Vec<(String, String)>>,
+    /// (operation, access key id, region) of every signed call, in order.
+    signed: Mutex<Vec<(String, String, String)>>,
+    /// Answers to give the next calls of an operation, one each, before the usual ones.
+    next: Mutex<Vec<(String, Answer)>>,
 }
 
 impl FakeAws {
@@ -117,7 +119,19 @@ impl FakeAws {
     /// The access key ids that signed the calls of `operation` so far, in order.
     pub fn signers(&self, operation: &str) -> Vec<String> {
         let signed = self.state.signed.lock().unwrap();
-        signed.iter().filter(|(op, _)| op == operation).map(|(_, key)| key.clone()).collect()
+        signed.iter().filter(|(op, _, _)| op == operation).map(|(_, key, _)| key.clone()).collect()
+    }
+
+    /// The signed calls of `operation` made in `region` so far.
+    pub fn calls_in(&self, operation: &str, region: &str) -> usize {
+        let signed = self.state.signed.lock().unwrap();
+        signed.iter().filter(|(op, _, r)| op == operation && r == region).count()
+    }
+
+    /// Answers the next call of `operation` (any region) with `answer`, once; calls after it
+    /// get the usual answers.
+    pub fn answer_next(&self, operation: &str, answer: Answer) {
+        self.state.next.lock().unwrap().push((operation.to_owned(), answer));
     }
 
     async fn answer(&self, req: hyper::Request<Incoming>) -> Response {
@@ -143,7 +157,7 @@ impl FakeAws {
             None => "unknown".into(),
         };
         if let Some(key) = &access_key {
-            self.state.signed.lock().unwrap().push((operation.clone(), key.clone()));
+            self.state.signed.lock().unwrap().push((operation.clone(), key.clone(), region.clone()));
             if self.state.denied.lock().unwrap().contains(key) {
                 let body = format!(
                     r#"{{"__type":"AccessDeniedException","message":"User: {key} is not authorized to perform: {operation}"}}"#
@@ -151,14 +165,19 @@ impl FakeAws {
                 return response(400, CONTENT_JSON, body);
             }
         }
-        let chosen = self
-            .state
-            .overrides
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(op, r, _)| *op == operation && (*r == region || r == "*"))
-            .map(|(_, _, answer)| answer.clone());
+        let once = {
+            let mut next = self.state.next.lock().unwrap();
+            next.iter().position(|(op, _)| *op == operation).map(|i| next.remove(i).1)
+        };
+        let chosen = once.or_else(|| {
+            self.state
+                .overrides
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(op, r, _)| *op == operation && (*r == region || r == "*"))
+                .map(|(_, _, answer)| answer.clone())
+        });
         let trusted = self.state.trusted.lock().unwrap().clone();
         let (status, content_type, body) = match (chosen, trusted) {
             (Some(answer), _) => answer,
@@ -236,7 +255,7 @@ pub fn sts_answer(key: &str, secret: &str, expiration: &str) -> String {
     format!(
         "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
          <AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{key}</AccessKeyId>\
-         <SecretAccessKey>{secret}</SecretAccessKey><SessionToken>session</SessionToken>\
+         <SecretAccessKey>{secret}</SecretAccessKey><SessionToken>session-of-{key}</SessionToken>\
          <Expiration>{expiration}</Expiration></Credentials>\
          <SubjectFromWebIdentityToken>system:serviceaccount:shop:web</SubjectFromWebIdentityToken>\
          <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/web/x</Arn>\

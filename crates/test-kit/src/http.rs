@@ -79,6 +79,8 @@ impl Recorded {
 }
 
 type Routes = HashMap<String, (u16, String)>;
+/// Answers queued for one path.
+type Queued = std::collections::VecDeque<(u16, String)>;
 /// Answers a path no route names, or `None` for a 404.
 pub(crate) type Fallback = Arc<dyn Fn(&str) -> Option<(u16, String)> + Send + Sync>;
 
@@ -95,7 +97,7 @@ pub struct FakeHttp {
     /// path -> how long that path's answers take.
     route_delays: Arc<Mutex<HashMap<String, Duration>>>,
     /// path -> answers to give first, one per request, before its route's.
-    sequences: Arc<Mutex<HashMap<String, std::collections::VecDeque<(u16, String)>>>>,
+    sequences: Arc<Mutex<HashMap<String, Queued>>>,
     tls: bool,
 }
 

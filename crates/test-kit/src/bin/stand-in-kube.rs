@@ -30,10 +30,7 @@ async fn main() -> ExitCode {
                     pods.push((parts[0].to_owned(), parts[1].to_owned(), parts[2].to_owned()))
                 }
                 _ => {
-                    eprintln!(
-                        "{USAGE}
---pod takes NAMESPACE/SERVICE_ACCOUNT/POD"
-                    );
+                    eprintln!("{USAGE}\n--pod takes NAMESPACE/SERVICE_ACCOUNT/POD");
                     return ExitCode::from(2);
                 }
             },
@@ -44,10 +41,7 @@ async fn main() -> ExitCode {
                     accounts.push((namespace.to_owned(), name.to_owned(), role.to_owned()))
                 }
                 None => {
-                    eprintln!(
-                        "{USAGE}
-not NAMESPACE/NAME=ROLE_ARN: {arg}"
-                    );
+                    eprintln!("{USAGE}\nnot NAMESPACE/NAME=ROLE_ARN: {arg}");
                     return ExitCode::from(2);
                 }
             },
@@ -61,10 +55,7 @@ not NAMESPACE/NAME=ROLE_ARN: {arg}"
     kube.issuer(&[&key]);
     if !pods.is_empty() {
         let Some(dir) = tokens_dir else {
-            eprintln!(
-                "{USAGE}
---pod needs --tokens-dir"
-            );
+            eprintln!("{USAGE}\n--pod needs --tokens-dir");
             return ExitCode::from(2);
         };
         for (namespace, service_account, pod) in &pods {
