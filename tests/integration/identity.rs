@@ -448,7 +448,7 @@ async fn sts_refusals_and_denials_reach_the_pod_and_each_fetch_is_signed_by_its_
         request.attributes = request.attributes.replace("\"shop\"", "\"other-ns-free\"");
         request
     };
-    provider.kube.as_ref().map(|k| k.service_account("other-ns-free", "web", Some(WEB_ROLE)));
+    provider.kube.as_ref().unwrap().service_account("other-ns-free", "web", Some(WEB_ROLE));
     let status = client.mount(request).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
     aws.clear();

@@ -321,7 +321,7 @@ async fn no_secret_value_token_or_credential_reaches_the_log_even_at_trace() {
         (
             400,
             CONTENT_JSON,
-            format!(r#"{{"__type":"ResourceNotFoundException","message":"no such secret"}}"#),
+            r#"{"__type":"ResourceNotFoundException","message":"no such secret"}"#.to_owned(),
         ),
     );
     client.mount(request(objects, &[])).await.unwrap_err();
