@@ -28,6 +28,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use test_kit::{Binary, FakeAws, FakeKube, tokens};
 
+mod sweep;
+
 const REGION: &str = "us-east-1";
 
 /// The release provider binary, with `extra` flags, against `aws` and the Kubernetes API of
@@ -132,6 +134,50 @@ async fn drain(response: hyper::Response<Incoming>) {
     let _ = response.into_body().collect().await;
 }
 
+/// ASCP's pattern for `pods` pods of `objects` objects each, all at once: the wall.
+async fn replay(
+    http: &Client<HttpConnector, Full<Bytes>>,
+    aws: SocketAddr,
+    kube: SocketAddr,
+    pods: usize,
+    objects: usize,
+) -> Duration {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..pods)
+        .map(|_| {
+            let http = http.clone();
+            tokio::spawn(async move { ascp_mount(&http, aws, kube, objects).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    started.elapsed()
+}
+
+/// The replay child of [`sweep::replay_in`]: waits for its go, replays, prints the wall.
+async fn replay_child(spec: &str) {
+    let fields: Vec<&str> = spec.split_whitespace().collect();
+    let (aws, kube) = (fields[0].parse().unwrap(), fields[1].parse().unwrap());
+    let (pods, objects) = (fields[2].parse().unwrap(), fields[3].parse().unwrap());
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go).unwrap();
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let wall = replay(&http, aws, kube, pods, objects).await;
+    println!("{:.1}", wall.as_secs_f64() * 1000.0);
+}
+
+/// A node of `pods` pods, `replicas` per service account, each mounting `objects` objects.
+fn node(key: &tokens::SigningKey, pods: usize, replicas: usize, objects: usize) -> Vec<MountRequest> {
+    (0..pods)
+        .map(|i| {
+            let (sa, pod) =
+                (format!("app-{}", i / replicas), format!("app-{}-{}", i / replicas, i % replicas));
+            mount_request(objects, &sa, &pod, &tokens::pod_tokens(key, "bench", &sa, &pod))
+        })
+        .collect()
+}
+
 /// Runs `samples` mounts one after another: latency percentiles and AWS calls per mount.
 async fn measure<F, Fut>(scenario: String, samples: usize, aws: &FakeAws, mut mount: F) -> Row
 where
@@ -175,13 +221,21 @@ struct Storm {
     calls: u64,
     sts: u64,
     peak_rss_kib: Option<u64>,
+    /// Provider CPU ms: this run's, or (after `median`) the median run's, then the range.
+    cpu_ms: Option<(f64, f64, f64)>,
     failed: usize,
 }
 
 /// Mounts `requests` all at once and counts. As the driver does, every mount is a stream of
 /// one HTTP/2 connection (its `PluginClientBuilder` keeps one gRPC connection per provider);
 /// `STORM_CONNECTIONS=each` gives every mount its own connection instead.
-async fn storm(label: String, provider: &Binary, aws: &FakeAws, requests: &[MountRequest]) -> Storm {
+async fn storm(
+    label: String,
+    provider: &Binary,
+    aws: &FakeAws,
+    requests: &[MountRequest],
+    files: usize,
+) -> Storm {
     let each = std::env::var("STORM_CONNECTIONS").is_ok_and(|v| v == "each");
     let shared = provider.client().await;
     let mut clients = Vec::new();
@@ -189,7 +243,7 @@ async fn storm(label: String, provider: &Binary, aws: &FakeAws, requests: &[Moun
         clients.push(if each { provider.client().await } else { shared.clone() });
     }
     let (before, sts_before) = (aws.calls(), aws.sts_calls());
-    let cpu_before = (provider.usage().1, own_cpu_seconds());
+    let cpu_before = (provider.cpu_ns(), own_cpu_seconds());
     let start = Arc::new(tokio::sync::Barrier::new(requests.len()));
     let started = Instant::now();
     let tasks: Vec<_> = clients
@@ -209,19 +263,20 @@ async fn storm(label: String, provider: &Binary, aws: &FakeAws, requests: &[Moun
     let mut times = Vec::new();
     for task in tasks {
         match task.await {
-            Ok((Ok(20), took)) => times.push(took),
+            Ok((Ok(n), took)) if n == files => times.push(took),
             _ => failed += 1,
         }
     }
     let wall = started.elapsed();
+    // Read once every answer is in: what the provider spent on this storm, and nothing else.
+    let cpu_ms = (provider.cpu_ns() - cpu_before.0) as f64 / 1e6;
     times.sort();
     if std::env::var_os("STORM_DETAIL").is_some() && !times.is_empty() {
         eprintln!(
-            "{label}: per-mount p10 {:?} p50 {:?} max {:?}; CPU ms: provider {:.0}, bench {:.0}",
+            "{label}: per-mount p10 {:?} p50 {:?} max {:?}; CPU ms: provider {cpu_ms:.1}, bench {:.0}",
             percentile(&times, 10),
             percentile(&times, 50),
             times[times.len() - 1],
-            (provider.usage().1 - cpu_before.0) * 1000.0,
             (own_cpu_seconds() - cpu_before.1) * 1000.0,
         );
     }
@@ -233,6 +288,7 @@ async fn storm(label: String, provider: &Binary, aws: &FakeAws, requests: &[Moun
         calls: aws.calls() - before,
         sts: aws.sts_calls() - sts_before,
         peak_rss_kib: Some(peak),
+        cpu_ms: Some((cpu_ms, cpu_ms, cpu_ms)),
         failed,
     }
 }
@@ -247,8 +303,28 @@ fn median(mut runs: Vec<Storm>) -> Storm {
     }
     let peak = runs.iter().filter_map(|s| s.peak_rss_kib).max();
     let failed = runs.iter().map(|s| s.failed).sum();
+    let mut cpus: Vec<f64> = runs.iter().filter_map(|s| s.cpu_ms.map(|c| c.0)).collect();
+    cpus.sort_by(f64::total_cmp);
+    let cpu_ms = (!cpus.is_empty()).then(|| (cpus[cpus.len() / 2], cpus[0], cpus[cpus.len() - 1]));
     let mid = runs.swap_remove(runs.len() / 2);
-    Storm { range, peak_rss_kib: peak, failed, ..mid }
+    Storm { range, peak_rss_kib: peak, cpu_ms, failed, ..mid }
+}
+
+/// `PERF_DATA=FILE` profiles the first node boot of each scenario: `perf record` of the
+/// provider alone (cpu-clock at 4999 Hz, DWARF call stacks) from just before the storm to
+/// just after it, into FILE.<scenario>; `benches/stages.py` sums it by stage.
+fn profile(provider: &Binary, label: &str, run: usize) -> Option<std::process::Child> {
+    let file = std::env::var("PERF_DATA").ok().filter(|_| run == 0)?;
+    let name: String = label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let child = Command::new("perf")
+        .args(["record", "-q", "-e", "cpu-clock", "-F", "4999", "--call-graph", "dwarf,16384"])
+        .args(["-p", &provider.pid().to_string(), "-o", &format!("{file}.{name}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    // perf needs a moment to attach to every thread.
+    std::thread::sleep(Duration::from_millis(500));
+    Some(child)
 }
 
 /// CPU seconds this process (fakes and clients) used so far.
@@ -258,6 +334,9 @@ fn own_cpu_seconds() -> f64 {
 
 #[tokio::main]
 async fn main() {
+    if let Ok(spec) = std::env::var(sweep::REPLAY_CHILD) {
+        return replay_child(&spec).await;
+    }
     let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
     let latency = Duration::from_millis(env("LATENCY_MS", 20));
     let samples = env("SAMPLES", 40) as usize;
@@ -386,11 +465,17 @@ async fn main() {
                 client.mount(warmup).await.unwrap();
                 eprintln!("{label}: first mount after start {:?}", started.elapsed());
             }
+            let perf = profile(&provider, label, boots.len());
             boots.push(
-                storm(format!("csi-provider-aws, node boot, {label}"), &provider, &aws, &requests).await,
+                storm(format!("csi-provider-aws, node boot, {label}"), &provider, &aws, &requests, 20).await,
             );
+            if let Some(mut perf) = perf {
+                let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+                let _ = perf.wait();
+            }
             polls.push(
-                storm(format!("csi-provider-aws, rotation poll, {label}"), &provider, &aws, &requests).await,
+                storm(format!("csi-provider-aws, rotation poll, {label}"), &provider, &aws, &requests, 20)
+                    .await,
             );
         }
         storms.push(median(boots));
@@ -400,17 +485,7 @@ async fn main() {
     let mut replays = Vec::new();
     for _ in 0..node_runs {
         let (before, sts_before) = (aws.calls(), aws.sts_calls());
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..total)
-            .map(|_| {
-                let http = http.clone();
-                tokio::spawn(async move { ascp_mount(&http, aws_addr, opaque_addr, 20).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let wall = started.elapsed();
+        let wall = replay(&http, aws_addr, opaque_addr, total, 20).await;
         replays.push(Storm {
             label: "ASCP call pattern, node boot or rotation poll".into(),
             wall,
@@ -418,10 +493,82 @@ async fn main() {
             calls: aws.calls() - before,
             sts: aws.sts_calls() - sts_before,
             peak_rss_kib: None,
+            cpu_ms: None,
             failed: 0,
         });
     }
     storms.push(median(replays));
+
+    // The verified node boot with the provider held to a CPU limit (ASCP's chart ships
+    // 50m; users copy it), beside ASCP's pattern replayed by a child process under the same.
+    let mut limited: Vec<(u64, Storm, Option<f64>)> = Vec::new();
+    let limits_m: Vec<u64> = std::env::var("CPU_LIMITS")
+        .unwrap_or_else(|_| "50,200".into())
+        .split(',')
+        .filter_map(|m| m.trim().parse().ok())
+        .collect();
+    let mut limit_note = String::new();
+    for &millicores in &limits_m {
+        let (mut boots, mut walls) = (Vec::new(), Vec::new());
+        for run in 0..node_runs.min(3) {
+            let Some(limit) = sweep::CpuLimit::new(millicores, &format!("provider-{millicores}-{run}"))
+            else {
+                limit_note =
+                    "CPU-limited rows skipped: no cgroup could be made (run as root on cgroup v1 or v2).\n\n"
+                        .into();
+                break;
+            };
+            let provider = start_provider(&aws, verifiable, &[]);
+            assert!(limit.hold(provider.pid()), "cannot move the provider into its cgroup");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let label = format!("csi-provider-aws, node boot, verified tokens, {millicores}m CPU");
+            boots.push(storm(label, &provider, &aws, &requests, 20).await);
+            drop(provider);
+            let replay_limit = sweep::CpuLimit::new(millicores, &format!("replay-{millicores}-{run}"));
+            let wall = replay_limit.and_then(|l| sweep::replay_in(&l, aws_addr, opaque_addr, total, 20));
+            walls.extend(wall);
+        }
+        if !boots.is_empty() {
+            walls.sort_by(f64::total_cmp);
+            limited.push((millicores, median(boots), walls.get(walls.len() / 2).copied()));
+        }
+    }
+
+    // The scaling curve: pods per node x replicas per service account x objects per class,
+    // each point one node boot on a fresh provider. Service-account lookups are not rate
+    // limited here (--qps/--burst 1000), as in the replay: the curve shows the provider, not
+    // the Kubernetes client's limiter.
+    let mut points = Vec::new();
+    if std::env::var("SWEEP").map_or(true, |v| v != "0") {
+        for &pods in &[10usize, 50, 110, 250] {
+            for &replicas in &[1usize, 10] {
+                for &objects in &[1usize, 20, 100] {
+                    let requests = node(&key, pods, replicas, objects);
+                    let provider = start_provider(&aws, verifiable, &["--qps=1000", "--burst=1000"]);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let label = format!("sweep {pods} pods, {replicas} replicas, {objects} objects");
+                    let boot = storm(label.clone(), &provider, &aws, &requests, objects).await;
+                    drop(provider);
+                    if boot.failed > 0 {
+                        eprintln!("{label}: {} mounts failed", boot.failed);
+                    }
+                    let before = aws.calls();
+                    let ascp_wall = replay(&http, aws_addr, opaque_addr, pods, objects).await;
+                    points.push(sweep::Point {
+                        pods,
+                        replicas,
+                        objects,
+                        calls: boot.calls,
+                        wall_ms: boot.wall.as_secs_f64() * 1000.0,
+                        cpu_ms: boot.cpu_ms.map_or(0.0, |c| c.0),
+                        peak_rss_mib: boot.peak_rss_kib.unwrap_or(0) as f64 / 1024.0,
+                        ascp_calls: aws.calls() - before,
+                        ascp_wall_ms: ascp_wall.as_secs_f64() * 1000.0,
+                    });
+                }
+            }
+        }
+    }
 
     let mut out = String::new();
     out.push_str(&format!(
@@ -449,11 +596,14 @@ async fn main() {
     out.push_str(&format!(
         "Each storm ran {node_runs} times, each time on a freshly started provider: wall is the median, then the range.\n\n"
     ));
-    out.push_str("| storm | wall ms | range ms | AWS calls | of which STS | provider peak RSS MiB | failed |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| storm | wall ms | range ms | provider CPU ms | range ms | AWS calls | of which STS | provider peak RSS MiB | failed |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for s in &storms {
         let peak = s.peak_rss_kib.map_or("n/a".to_owned(), |p| format!("{:.1}", p as f64 / 1024.0));
+        let (cpu, cpu_range) = s.cpu_ms.map_or(("n/a".to_owned(), "n/a".to_owned()), |(m, lo, hi)| {
+            (format!("{m:.1}"), format!("{lo:.1}-{hi:.1}"))
+        });
         out.push_str(&format!(
-            "| {} | {} | {}-{} | {} | {} | {peak} | {} |\n",
+            "| {} | {} | {}-{} | {cpu} | {cpu_range} | {} | {} | {peak} | {} |\n",
             s.label,
             ms(s.wall),
             ms(s.range.0),
@@ -462,6 +612,34 @@ async fn main() {
             s.sts,
             s.failed
         ));
+    }
+    if !limited.is_empty() || !limit_note.is_empty() {
+        out.push_str(&format!(
+            "\nThe verified node boot with the provider held to a CPU limit (a cgroup of its own: CFS quota per 100 ms), \
+             beside ASCP's pattern replayed by a child process held to the same; each the median of {} runs.\n\n",
+            node_runs.min(3)
+        ));
+        out.push_str(&limit_note);
+        out.push_str("| CPU limit | wall ms | range ms | provider CPU ms | ASCP's pattern, wall ms |\n|---:|---:|---:|---:|---:|\n");
+        for (m, s, ascp) in &limited {
+            out.push_str(&format!(
+                "| {m}m | {} | {}-{} | {:.1} | {} |\n",
+                ms(s.wall),
+                ms(s.range.0),
+                ms(s.range.1),
+                s.cpu_ms.map_or(0.0, |c| c.0),
+                ascp.map_or("n/a".into(), |w| format!("{w:.1}"))
+            ));
+        }
+    }
+    if !points.is_empty() {
+        out.push_str("\nThe scaling curve: one node boot per point, verified tokens, on a fresh provider; ASCP's pattern for the same pods beside it.\n\n");
+        out.push_str(&sweep::table(&points));
+        let dir = std::env::var("BENCH_OUT").unwrap_or_else(|_| "target/bench".into());
+        let svg = Path::new(&dir).join("scaling.svg");
+        if std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&svg, sweep::plot(&points))).is_ok() {
+            out.push_str(&format!("\nPlot: {}\n", svg.display()));
+        }
     }
     println!("{out}");
     fakes.shutdown_background();

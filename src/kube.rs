@@ -64,7 +64,7 @@ impl ClusterError {
 }
 
 /// The cluster's service-account token issuer, from its issuer discovery endpoints.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuerKeys {
     /// `issuer` of `/.well-known/openid-configuration`: the `iss` of every pod token.
     pub issuer: String,

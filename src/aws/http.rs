@@ -9,7 +9,7 @@
 
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-use aws_smithy_http_client::{Builder, ConnectorBuilder};
+use aws_smithy_http_client::{Builder, Connector, ConnectorBuilder};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
@@ -18,17 +18,22 @@ use aws_smithy_runtime_api::shared::IntoShared as _;
 
 /// The shared client, for `SdkConfig`.
 pub fn shared_client() -> SharedHttpClient {
-    let client = Builder::new().build_with_connector_fn(|settings, components| {
-        let mut connector =
-            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
-        connector.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            connector.set_sleep_impl(components.sleep_impl());
-        }
-        connector.set_proxy_config(Some(ProxyConfig::from_env()));
-        connector.build()
-    });
-    Shared(client).into_shared()
+    Shared(Builder::new().build_with_connector_fn(connector)).into_shared()
+}
+
+fn connector(settings: Option<&HttpConnectorSettings>, components: Option<&RuntimeComponents>) -> Connector {
+    let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc));
+    connector.set_connector_settings(settings.cloned());
+    connector.set_sleep_impl(components.and_then(RuntimeComponents::sleep_impl));
+    connector.set_proxy_config(Some(ProxyConfig::from_env()));
+    connector.build()
+}
+
+/// Reads and parses the CA bundle now, on a blocking thread: the SDK does it once per
+/// process, at the first connector it builds, which is otherwise inside the first AWS call —
+/// a booting node's first mounts then wait ~4 ms of CPU for it (BENCHMARKS.md, "stages").
+pub fn load_tls_roots() {
+    tokio::task::spawn_blocking(|| drop(connector(None, None)));
 }
 
 /// The SDK's client, minus the per-client validation: it builds (and drops) a connector at

@@ -74,14 +74,15 @@ impl Unverified {
 }
 
 /// Checks a token against the issuer's keys: RS256 signature by a published key, `iss`,
-/// `aud` containing `audience`, `sub` naming the service account, `exp`/`nbf`. Pure.
+/// `aud` containing `audience`, `sub` naming the service account, `exp`/`nbf`/`iat`. Pure.
+/// A valid token's `exp` (seconds since the epoch) comes back: its verdict holds until then.
 pub fn check(
     token: &str,
     issuer: &IssuerKeys,
     audience: &str,
     namespace: &str,
     service_account: &str,
-) -> Result<(), Unverified> {
+) -> Result<u64, Unverified> {
     let header = jsonwebtoken::decode_header(token).map_err(|_| Unverified::Malformed)?;
     if header.alg != Algorithm::RS256 {
         return Err(Unverified::Algorithm);
@@ -107,7 +108,7 @@ pub fn check(
         Ok(data) if data.claims["iat"].as_u64().is_some_and(|iat| iat > now_seconds() + LEEWAY_SECONDS) => {
             Err(Unverified::NotYetValid)
         }
-        Ok(_) => Ok(()),
+        Ok(data) => data.claims["exp"].as_u64().ok_or(Unverified::Malformed),
         Err(e) => Err(match e.kind() {
             ErrorKind::InvalidSignature => Unverified::BadSignature,
             ErrorKind::InvalidIssuer => Unverified::WrongIssuer,
@@ -143,6 +144,29 @@ impl IssuerSource for KubeLookup {
     }
 }
 
+/// A token verified with `keys`, valid until `exp` (seconds since the epoch).
+#[derive(Clone)]
+struct Remembered {
+    keys: Arc<IssuerKeys>,
+    exp: u64,
+}
+
+/// Tokens remembered as verified (a node's pods, with room to spare), and for how long at most.
+const REMEMBERED_TOKENS: u64 = 10_000;
+const REMEMBER_FOR: Duration = Duration::from_secs(600);
+
+/// What a verdict depends on besides the keys: the token and what it was checked against.
+/// Length-prefixed, so no two different questions share a key; a digest, so no token is kept.
+fn remembered_key(token: &SecretString, audience: &str, namespace: &str, service_account: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [token.expose(), audience, namespace, service_account] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().into()
+}
+
 /// What is known about the issuer's keys.
 #[derive(Default)]
 struct State {
@@ -160,6 +184,8 @@ struct State {
 pub struct TokenVerifier {
     cluster: Option<Arc<dyn IssuerSource>>,
     state: Arc<Mutex<State>>,
+    /// Tokens verified, by [`remembered_key`]: a token seen again skips RS256 and the claims.
+    verified: moka::sync::Cache<[u8; 32], Remembered>,
     /// Bumped when a read ends, for the mounts waiting on it.
     reads: Arc<watch::Sender<u64>>,
 }
@@ -167,7 +193,9 @@ pub struct TokenVerifier {
 impl TokenVerifier {
     /// Verifies against `cluster`'s issuer keys; `None` verifies nothing (sharing off).
     pub fn new(cluster: Option<Arc<dyn IssuerSource>>) -> Self {
-        Self { cluster, state: Arc::default(), reads: Arc::new(watch::Sender::new(0)) }
+        let verified =
+            moka::sync::Cache::builder().max_capacity(REMEMBERED_TOKENS).time_to_live(REMEMBER_FOR).build();
+        Self { cluster, state: Arc::default(), verified, reads: Arc::new(watch::Sender::new(0)) }
     }
 
     /// Whether `token` is a valid token of `namespace`/`service_account` for `audience`.
@@ -181,7 +209,17 @@ impl TokenVerifier {
         if self.cluster.is_none() {
             return Err(Unverified::Disabled);
         }
-        let check = |issuer: &IssuerKeys| check(token.expose(), issuer, audience, namespace, service_account);
+        let asked = remembered_key(token, audience, namespace, service_account);
+        let check = |issuer: &Arc<IssuerKeys>| {
+            self.remembered(&asked, issuer).map_or_else(
+                || {
+                    let exp = check(token.expose(), issuer, audience, namespace, service_account)?;
+                    self.verified.insert(asked, Remembered { keys: issuer.clone(), exp });
+                    Ok(())
+                },
+                Ok,
+            )
+        };
         match self.usable() {
             Some((keys, age)) => {
                 if age >= KEYS_TTL {
@@ -209,6 +247,16 @@ impl TokenVerifier {
                 self.usable().map_or(Err(Unverified::NoDiscovery), |(keys, _)| check(&keys))
             }
         }
+    }
+
+    /// Whether this very token was verified for the same service account and audience with
+    /// these very keys, and has not expired since: the driver presents the same token at
+    /// every rotation poll until kubelet renews it, and its verdict cannot change while the
+    /// keys do not (a re-read that finds other keys makes new `issuer`, so a retired key's
+    /// tokens are checked again).
+    fn remembered(&self, asked: &[u8; 32], issuer: &Arc<IssuerKeys>) -> Option<()> {
+        let known = self.verified.get(asked)?;
+        (Arc::ptr_eq(&known.keys, issuer) && now_seconds() < known.exp).then_some(())
     }
 
     /// Starts reading the keys ahead of the first token (at start-up). A failure here sets
@@ -243,6 +291,13 @@ impl TokenVerifier {
             let mut state = lock(&state);
             state.reading_since = None;
             match read {
+                // The same keys as before stay the same `Arc`: verdicts made with them hold.
+                Ok(issuer) if state.keys.as_ref().is_some_and(|(keys, _)| **keys == issuer) => {
+                    if let Some((_, read_at)) = state.keys.as_mut() {
+                        *read_at = Instant::now();
+                    }
+                    state.failed_at = None;
+                }
                 Ok(issuer) => {
                     state.keys = Some((Arc::new(issuer), Instant::now()));
                     state.failed_at = None;
@@ -486,14 +541,39 @@ mod tests {
         assert_eq!(published.reads(), 1, "one read for all of them");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_remembered_verdict_answers_only_the_question_it_was_asked() {
+        let key = Signer::new("k");
+        let published = Published::new(&[&key], Duration::ZERO);
+        let verifier = TokenVerifier::new(Some(published.clone()));
+        let token = SecretString::new(key.token(0));
+        assert_eq!(verifier.verify(&token, "sts.amazonaws.com", "ns", "sa").await, Ok(()));
+        let asked = remembered_key(&token, "sts.amazonaws.com", "ns", "sa");
+        let keys = verifier.usable().unwrap().0;
+        assert_eq!(verifier.remembered(&asked, &keys), Some(()));
+        // The same token, remembered as verified for ns/sa, asked for under other names.
+        let other = verifier.verify(&token, "sts.amazonaws.com", "ns", "other").await;
+        assert_eq!(other, Err(Unverified::WrongSubject));
+        let other = verifier.verify(&token, "pods.eks.amazonaws.com", "ns", "sa").await;
+        assert_eq!(other, Err(Unverified::WrongAudience));
+        assert_eq!(verifier.verify(&token, "sts.amazonaws.com", "ns", "sa").await, Ok(()));
+        // A re-read that finds the same keys keeps them (and so the verdicts made with them).
+        tokio::time::advance(KEYS_TTL).await;
+        assert_eq!(verifier.verify(&token, "sts.amazonaws.com", "ns", "sa").await, Ok(()));
+        settle().await;
+        assert_eq!(published.reads(), 2);
+        assert!(Arc::ptr_eq(&verifier.usable().unwrap().0, &keys));
+        assert_eq!(verifier.remembered(&asked, &keys), Some(()));
+    }
+
     #[test]
     fn a_token_issued_in_the_future_does_not_verify() {
         let key = Signer::new("k");
         let keys = serde_json::from_value(serde_json::json!({ "keys": [key.jwk()] })).unwrap();
         let issuer = IssuerKeys { issuer: "https://issuer".into(), keys };
         let check = |token: &str| check(token, &issuer, "sts.amazonaws.com", "ns", "sa");
-        assert_eq!(check(&key.token(0)), Ok(()));
-        assert_eq!(check(&key.token(30)), Ok(()), "within the clock skew");
+        assert!(check(&key.token(0)).is_ok());
+        assert!(check(&key.token(30)).is_ok(), "within the clock skew");
         assert_eq!(check(&key.token(600)), Err(Unverified::NotYetValid));
     }
 }

@@ -142,6 +142,18 @@ impl Binary {
         (self.status_kib("VmRSS:"), cpu_seconds(&stat))
     }
 
+    /// CPU time its threads have run so far, in nanoseconds (the sum of every live thread's
+    /// `/proc/PID/task/TID/schedstat`): exact where `usage` counts 10 ms ticks. A thread that
+    /// exited took its time with it; the provider's threads live as long as it does, and
+    /// blocking-pool threads for 10 s idle.
+    pub fn cpu_ns(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else { return 0 };
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Peak resident KiB so far.
     pub fn peak_rss(&self) -> u64 {
         self.status_kib("VmHWM:")
