@@ -310,8 +310,8 @@ fn median(mut runs: Vec<Storm>) -> Storm {
     Storm { range, peak_rss_kib: peak, cpu_ms, failed, ..mid }
 }
 
-/// `PERF_DATA=FILE` profiles the first node boot of each scenario: `perf record` of the
-/// provider alone (cpu-clock at 4999 Hz, DWARF call stacks) from just before the storm to
+/// `PERF_DATA=FILE` profiles the first node boot and rotation poll of each scenario: `perf
+/// record` of the provider alone (cpu-clock at 4999 Hz, DWARF call stacks) from just before the storm to
 /// just after it, into FILE.<scenario>; `benches/stages.py` sums it by stage.
 fn profile(provider: &Binary, label: &str, run: usize) -> Option<std::process::Child> {
     let file = std::env::var("PERF_DATA").ok().filter(|_| run == 0)?;
@@ -473,10 +473,15 @@ async fn main() {
                 let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
                 let _ = perf.wait();
             }
+            let perf = profile(&provider, &format!("{label} poll"), polls.len());
             polls.push(
                 storm(format!("csi-provider-aws, rotation poll, {label}"), &provider, &aws, &requests, 20)
                     .await,
             );
+            if let Some(mut perf) = perf {
+                let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+                let _ = perf.wait();
+            }
         }
         storms.push(median(boots));
         storms.push(median(polls));
