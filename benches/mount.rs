@@ -32,21 +32,26 @@ mod sweep;
 
 const REGION: &str = "us-east-1";
 
-/// The release provider binary, with `extra` flags, against `aws` and the Kubernetes API of
-/// `kubeconfig`. `PROVIDER_LOG=FILE` keeps its log (at `PROVIDER_RUST_LOG`, default warn).
-fn start_provider(aws: &FakeAws, kubeconfig: &Path, extra: &[&str]) -> Binary {
+/// The release provider binary, with `extra` flags, against `aws` (trusting the CA
+/// certificate at `ca` when it is served over TLS) and the Kubernetes API of `kubeconfig`.
+/// `PROVIDER_LOG=FILE` keeps its log (at `PROVIDER_RUST_LOG`, default warn).
+fn start_provider(aws: &FakeAws, ca: Option<&Path>, kubeconfig: &Path, extra: &[&str]) -> Binary {
     let mut args = vec!["--driver-writes-secrets"];
     args.extend_from_slice(extra);
     let endpoint = aws.url();
     let kubeconfig = kubeconfig.display().to_string();
     let log_level = std::env::var("PROVIDER_RUST_LOG").unwrap_or_else(|_| "warn".into());
-    let env = [
+    let ca = ca.map(|path| path.display().to_string()).unwrap_or_default();
+    let mut env = vec![
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("AWS_ACCESS_KEY_ID", "provider"),
         ("AWS_SECRET_ACCESS_KEY", "provider"),
         ("KUBECONFIG", kubeconfig.as_str()),
         ("RUST_LOG", log_level.as_str()),
     ];
+    if !ca.is_empty() {
+        env.push(("SSL_CERT_FILE", ca.as_str()));
+    }
     let log = match std::env::var("PROVIDER_LOG") {
         Ok(path) => std::fs::OpenOptions::new()
             .create(true)
@@ -353,6 +358,12 @@ async fn main() {
         .build()
         .unwrap();
     let aws = fakes.spawn(FakeAws::with_latency(latency)).await.unwrap();
+    // The same fake over HTTPS, its certificate from a CA made for this run.
+    let ca = test_kit::tls::TestCa::new("bench");
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(&ca_dir.path().join("ca.pem"));
+    let tls = ca.server(&["127.0.0.1"]).server_config();
+    let aws_tls = fakes.spawn(FakeAws::with_latency_tls(latency, tls)).await.unwrap();
     let kube_verifiable = stand_in_kube(&fakes, Some(&key)).await;
     let kube_opaque = stand_in_kube(&fakes, None).await;
     let (verifiable, opaque) = (&kube_verifiable.kubeconfig, &kube_opaque.kubeconfig);
@@ -363,7 +374,7 @@ async fn main() {
     // Latency of one mount at a time. A new service account per sample would otherwise
     // measure the Kubernetes rate limit (ASCP's default 5/s, burst 10), not the mount.
     let mut rows: Vec<Row> = Vec::new();
-    let provider = start_provider(&aws, verifiable, &["--qps=100", "--burst=100"]);
+    let provider = start_provider(&aws, None, verifiable, &["--qps=100", "--burst=100"]);
     let mut client = provider.client().await;
     let sizes: &[usize] = if std::env::var_os("NODE_ONLY").is_some() { &[] } else { &[1, 10, 20, 50] };
     for &n in sizes {
@@ -427,21 +438,42 @@ async fn main() {
         Some(list) => list.split(',').map(|n| Some(n.trim())).collect(),
         None => vec![None],
     };
-    let mut runs: Vec<(String, &Path, Vec<String>)> = Vec::new();
+    // (label, Kubernetes API, flags, AWS over TLS)
+    let mut runs: Vec<(String, &Path, Vec<String>, bool)> = Vec::new();
     for limit in &limits {
         let flag = limit.map(|n| format!("--max-aws-requests={n}"));
         let suffix = limit.map_or(String::new(), |n| format!(", --max-aws-requests={n}"));
         let with = |more: &[&str]| more.iter().map(|f| f.to_string()).chain(flag.clone()).collect::<Vec<_>>();
-        runs.push((format!("verified tokens, no cache (default){suffix}"), verifiable.as_path(), with(&[])));
+        runs.push((
+            format!("verified tokens, no cache (default){suffix}"),
+            verifiable.as_path(),
+            with(&[]),
+            false,
+        ));
         runs.push((
             format!("verified tokens, --cache-ttl=2m{suffix}"),
             verifiable.as_path(),
             with(&["--cache-ttl=2m"]),
+            false,
         ));
         runs.push((
             format!("tokens not verifiable (no issuer discovery){suffix}"),
             opaque.as_path(),
             with(&[]),
+            false,
+        ));
+        // As AWS is reached: over HTTPS, every new connection a TLS handshake.
+        runs.push((
+            format!("verified tokens, no cache, AWS over TLS{suffix}"),
+            verifiable.as_path(),
+            with(&[]),
+            true,
+        ));
+        runs.push((
+            format!("tokens not verifiable, AWS over TLS{suffix}"),
+            opaque.as_path(),
+            with(&[]),
+            true,
         ));
     }
     // Each node scenario runs NODE_RUNS times on a fresh provider (one storm on 2 shared
@@ -449,13 +481,14 @@ async fn main() {
     let node_runs = env("NODE_RUNS", 5).max(1) as usize;
     // NODE_FILTER=TEXT runs only the node scenarios whose label contains TEXT.
     let filter = std::env::var("NODE_FILTER").unwrap_or_default();
-    for (label, kubeconfig, flags) in runs.iter().filter(|(label, ..)| label.contains(&filter)) {
+    for (label, kubeconfig, flags, tls) in runs.iter().filter(|(label, ..)| label.contains(&filter)) {
         let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let extra = std::env::var("EXTRA_FLAGS").unwrap_or_default();
         flags.extend(extra.split_whitespace());
         let (mut boots, mut polls) = (Vec::new(), Vec::new());
         for _ in 0..node_runs {
-            let provider = start_provider(&aws, kubeconfig, &flags);
+            let (aws, ca) = if *tls { (&aws_tls, Some(ca_file.as_path())) } else { (&aws, None) };
+            let provider = start_provider(aws, ca, kubeconfig, &flags);
             tokio::time::sleep(Duration::from_millis(300)).await;
             idle.push(provider.usage().0);
             if std::env::var_os("WARMUP").is_some() {
@@ -467,7 +500,7 @@ async fn main() {
             }
             let perf = profile(&provider, label, boots.len());
             boots.push(
-                storm(format!("csi-provider-aws, node boot, {label}"), &provider, &aws, &requests, 20).await,
+                storm(format!("csi-provider-aws, node boot, {label}"), &provider, aws, &requests, 20).await,
             );
             if let Some(mut perf) = perf {
                 let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
@@ -475,7 +508,7 @@ async fn main() {
             }
             let perf = profile(&provider, &format!("{label} poll"), polls.len());
             polls.push(
-                storm(format!("csi-provider-aws, rotation poll, {label}"), &provider, &aws, &requests, 20)
+                storm(format!("csi-provider-aws, rotation poll, {label}"), &provider, aws, &requests, 20)
                     .await,
             );
             if let Some(mut perf) = perf {
@@ -523,7 +556,7 @@ async fn main() {
                         .into();
                 break;
             };
-            let provider = start_provider(&aws, verifiable, &[]);
+            let provider = start_provider(&aws, None, verifiable, &[]);
             assert!(limit.hold(provider.pid()), "cannot move the provider into its cgroup");
             tokio::time::sleep(Duration::from_millis(500)).await;
             let label = format!("csi-provider-aws, node boot, verified tokens, {millicores}m CPU");
@@ -549,7 +582,7 @@ async fn main() {
             for &replicas in &[1usize, 10] {
                 for &objects in &[1usize, 20, 100] {
                     let requests = node(&key, pods, replicas, objects);
-                    let provider = start_provider(&aws, verifiable, &["--qps=1000", "--burst=1000"]);
+                    let provider = start_provider(&aws, None, verifiable, &["--qps=1000", "--burst=1000"]);
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     let label = format!("sweep {pods} pods, {replicas} replicas, {objects} objects");
                     let boot = storm(label.clone(), &provider, &aws, &requests, objects).await;

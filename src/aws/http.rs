@@ -29,11 +29,16 @@ fn connector(settings: Option<&HttpConnectorSettings>, components: Option<&Runti
     connector.build()
 }
 
-/// Reads and parses the CA bundle now, on a blocking thread: the SDK does it once per
-/// process, at the first connector it builds, which is otherwise inside the first AWS call —
-/// a booting node's first mounts then wait ~4 ms of CPU for it (BENCHMARKS.md, "stages").
-pub fn load_tls_roots() {
-    tokio::task::spawn_blocking(|| drop(connector(None, None)));
+/// Does the TLS set-up a process does once, now, on a blocking thread, rather than inside a
+/// booting node's first mounts (BENCHMARKS.md, "where the CPU goes"): the CA bundle read and
+/// parsed (the SDK does it at the first connector it builds; ~4 ms of CPU), and aws-lc's
+/// random generator initialised (its jitter entropy source measures timing for ~30-60 ms of
+/// CPU at the first random bytes a process asks for: the first TLS handshake's).
+pub fn warm_tls() {
+    tokio::task::spawn_blocking(|| {
+        drop(connector(None, None));
+        let _ = rustls::crypto::aws_lc_rs::default_provider().secure_random.fill(&mut [0; 32]);
+    });
 }
 
 /// The SDK's client, minus the per-client validation: it builds (and drops) a connector at

@@ -139,7 +139,7 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     if let Some(url) = &settings.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    http::load_tls_roots();
+    http::warm_tls();
     loader.load().await
 }
 

@@ -9,8 +9,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use crate::http::{Response, response, serve};
+use crate::http::{Response, response, serve_maybe_tls};
 use crate::tokens;
+use tokio_rustls::rustls;
 
 /// The content type of Secrets Manager's and Parameter Store's JSON protocol.
 pub const CONTENT_JSON: &str = "application/x-amz-json-1.1";
@@ -26,6 +27,8 @@ pub type Answer = (u16, &'static str, String);
 pub struct FakeAws {
     pub addr: SocketAddr,
     state: Arc<State>,
+    /// "https" when served over TLS.
+    scheme: &'static str,
 }
 
 #[derive(Default)]
@@ -54,13 +57,24 @@ impl FakeAws {
 
     /// Answers every call `latency` after it arrived.
     pub async fn with_latency(latency: Duration) -> Self {
+        Self::serving(latency, None).await
+    }
+
+    /// As [`FakeAws::with_latency`], over HTTPS with `tls` (as AWS's endpoints are): every
+    /// new connection costs the client a TLS handshake.
+    pub async fn with_latency_tls(latency: Duration, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self::serving(latency, Some(tls)).await
+    }
+
+    async fn serving(latency: Duration, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let fake = Self {
             addr: listener.local_addr().unwrap(),
             state: Arc::new(State { latency, ..State::default() }),
+            scheme: if tls.is_some() { "https" } else { "http" },
         };
         let shared = fake.clone();
-        serve(listener, move |req| {
+        serve_maybe_tls(listener, tls, move |req| {
             let fake = shared.clone();
             async move { fake.answer(req).await }
         });
@@ -69,7 +83,7 @@ impl FakeAws {
 
     /// What `AWS_ENDPOINT_URL` is set to.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Answers `operation` (e.g. "GetSecretValue") in `region` ("*": every region) with `answer`.

@@ -16,19 +16,13 @@ use tokio_rustls::rustls;
 
 pub(crate) type Response = hyper::Response<Full<Bytes>>;
 
-/// Serves HTTP/1.1 on `listener`, one task per connection, answering each request with
-/// `answer`.
-pub(crate) fn serve<F, Fut>(listener: TcpListener, answer: F)
-where
-    F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response> + Send + 'static,
-{
-    serve_maybe_tls(listener, None, answer);
-}
-
-/// As [`serve`], over TLS when `tls` is given.
-fn serve_maybe_tls<F, Fut>(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, answer: F)
-where
+/// Serves HTTP/1.1 on `listener` (over TLS when `tls` is given), one task per connection,
+/// answering each request with `answer`.
+pub(crate) fn serve_maybe_tls<F, Fut>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    answer: F,
+) where
     F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
