@@ -41,7 +41,7 @@ fn start_provider(aws: &FakeAws, ca: Option<&Path>, kubeconfig: &Path, extra: &[
     let endpoint = aws.url();
     let kubeconfig = kubeconfig.display().to_string();
     let log_level = std::env::var("PROVIDER_RUST_LOG").unwrap_or_else(|_| "warn".into());
-    let ca = ca.map(|path| path.display().to_string()).unwrap_or_default();
+    let ca = ca.map(|path| path.display().to_string());
     let mut env = vec![
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("AWS_ACCESS_KEY_ID", "provider"),
@@ -49,7 +49,7 @@ fn start_provider(aws: &FakeAws, ca: Option<&Path>, kubeconfig: &Path, extra: &[
         ("KUBECONFIG", kubeconfig.as_str()),
         ("RUST_LOG", log_level.as_str()),
     ];
-    if !ca.is_empty() {
+    if let Some(ca) = &ca {
         env.push(("SSL_CERT_FILE", ca.as_str()));
     }
     let log = match std::env::var("PROVIDER_LOG") {
@@ -317,8 +317,9 @@ fn median(mut runs: Vec<Storm>) -> Storm {
 
 /// `PERF_DATA=FILE` profiles the first node boot and rotation poll of each scenario: `perf
 /// record` of the provider alone (cpu-clock at 4999 Hz, DWARF call stacks) from just before the storm to
-/// just after it, into FILE.<scenario>; `benches/stages.py` sums it by stage.
-fn profile(provider: &Binary, label: &str, run: usize) -> Option<std::process::Child> {
+/// just after it (the returned recording stops when dropped), into FILE.<scenario>;
+/// `benches/stages.py` sums it by stage.
+fn profile(provider: &Binary, label: &str, run: usize) -> Option<Recording> {
     let file = std::env::var("PERF_DATA").ok().filter(|_| run == 0)?;
     let name: String = label.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let child = Command::new("perf")
@@ -329,7 +330,17 @@ fn profile(provider: &Binary, label: &str, run: usize) -> Option<std::process::C
         .ok()?;
     // perf needs a moment to attach to every thread.
     std::thread::sleep(Duration::from_millis(500));
-    Some(child)
+    Some(Recording(child))
+}
+
+/// A `perf record` under way; dropping it stops perf (SIGINT: it writes its file) and waits.
+struct Recording(std::process::Child);
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
 }
 
 /// CPU seconds this process (fakes and clients) used so far.
@@ -502,19 +513,13 @@ async fn main() {
             boots.push(
                 storm(format!("csi-provider-aws, node boot, {label}"), &provider, aws, &requests, 20).await,
             );
-            if let Some(mut perf) = perf {
-                let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
-                let _ = perf.wait();
-            }
+            drop(perf);
             let perf = profile(&provider, &format!("{label} poll"), polls.len());
             polls.push(
                 storm(format!("csi-provider-aws, rotation poll, {label}"), &provider, aws, &requests, 20)
                     .await,
             );
-            if let Some(mut perf) = perf {
-                let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
-                let _ = perf.wait();
-            }
+            drop(perf);
         }
         storms.push(median(boots));
         storms.push(median(polls));

@@ -27,14 +27,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use test_kit::FakeAws;
+use test_kit::{FakeAws, schedstat_ns};
 
-/// Nanoseconds this thread has been on a CPU (the first field of its schedstat).
+/// Nanoseconds this thread has been on a CPU.
 fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
+    schedstat_ns(&std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default())
 }
 
 /// Runs `calls` calls of `one` in sequence; returns (CPU us, wall us) per call.
@@ -54,6 +51,14 @@ where
     let per = |total: f64| total / f64::from(calls);
     (per((thread_cpu_ns() - cpu) as f64 / 1000.0), per(wall.elapsed().as_secs_f64() * 1e6))
 }
+
+/// The rows, in the order `main` measures them.
+const LABELS: [&str; 4] = [
+    "SDK GetSecretValue, one client",
+    "SDK GetSecretValue, a new client each call",
+    "SDK GetParameters (10 names), one client",
+    "bare HTTP/1.1 POST, same request, no SDK",
+];
 
 fn env(key: &str, default: u32) -> u32 {
     std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -95,7 +100,7 @@ fn main() {
         let url: hyper::Uri = aws.url().parse().unwrap();
         let names: Vec<String> = (0..10).map(|i| format!("/app/param-{i}")).collect();
 
-        let mut rows: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
+        let mut rows: Vec<Vec<(f64, f64)>> = vec![Vec::new(); LABELS.len()];
         for _ in 0..rounds {
             let one_client = measure(calls, |i| {
                 let sm = &sm;
@@ -138,19 +143,8 @@ fn main() {
                 }
             })
             .await;
-            for (i, (label, m)) in [
-                ("SDK GetSecretValue, one client", one_client),
-                ("SDK GetSecretValue, a new client each call", per_call),
-                ("SDK GetParameters (10 names), one client", parameters),
-                ("bare HTTP/1.1 POST, same request, no SDK", transport),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                if rows.len() <= i {
-                    rows.push((label, Vec::new()));
-                }
-                rows[i].1.push(m);
+            for (runs, m) in rows.iter_mut().zip([one_client, per_call, parameters, transport]) {
+                runs.push(m);
             }
         }
         rows
@@ -160,7 +154,7 @@ fn main() {
     );
     println!("| call | client CPU us/call | range | wall us/call |");
     println!("|---|---:|---:|---:|");
-    for (label, mut runs) in rows {
+    for (label, mut runs) in LABELS.into_iter().zip(rows) {
         runs.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mid = runs[runs.len() / 2];
         let (low, high) = (runs[0].0, runs[runs.len() - 1].0);

@@ -150,7 +150,7 @@ impl Binary {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else { return 0 };
         tasks
             .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
-            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|stat| schedstat_ns(&stat))
             .sum()
     }
 
@@ -211,6 +211,11 @@ fn spawn(
 }
 
 /// CPU seconds (user + system) in the text of a /proc/PID/stat file.
+/// Nanoseconds on a CPU from a thread's `schedstat` text (its first field; 0 if unreadable).
+pub fn schedstat_ns(stat: &str) -> u64 {
+    stat.split_whitespace().next().and_then(|ns| ns.parse().ok()).unwrap_or(0)
+}
+
 pub fn cpu_seconds(stat: &str) -> f64 {
     // Fields after the command name (which is in parentheses): utime is the 14th field.
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();

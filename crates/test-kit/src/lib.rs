@@ -32,7 +32,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 pub use aws::{Answer, CONTENT_JSON, FakeAws, sts_answer};
-pub use binary::{Binary, cpu_seconds};
+pub use binary::{Binary, cpu_seconds, schedstat_ns};
 pub use http::{FakeHttp, Recorded};
 pub use kube::{FakeKube, WEB_ROLE};
 pub use moto::start_moto;
